@@ -1,0 +1,255 @@
+/**
+ * The live index of SMTP sessions: who was connected, from where, under which sendmail pid
+ * and queue ids, and when each session could have been authenticating. Fed by the milter
+ * (the lead wires its events here) or, without a milter, by sendmail's own log lines.
+ *
+ * Only time matters: a session is found by key (queue id, pid) or by the interval it was in
+ * its AUTH phase, never by how many lines lie between two events.
+ */
+import { LRUCache } from 'lru-cache';
+
+export type SessionOrigin = 'milter' | 'log';
+
+export interface SessionOpenEvent {
+  /** Unique per origin for the process lifetime (the milter's session id). */
+  readonly id: number | string;
+  /** Canonical client address. */
+  readonly address: string;
+  readonly port?: number;
+  readonly queueId?: string;
+  readonly pid?: number;
+  /** Milliseconds since the epoch. */
+  readonly at: number;
+}
+
+export interface Session {
+  /** `origin:id`, unique in the index. */
+  readonly ref: string;
+  readonly origin: SessionOrigin;
+  /** Prefix of the attempt keys of this session's failures; stable for its life. */
+  readonly key: string;
+  readonly address: string;
+  readonly port?: number;
+  readonly pid?: number;
+  readonly openedAt: number;
+  queueIds: string[];
+  /** MAIL seen (milter) or AUTH success logged: the session can no longer fail an AUTH. */
+  authEndedAt?: number;
+  closedAt?: number;
+  closeReason?: string;
+}
+
+export interface SessionIndexOptions {
+  /** How long a closed session stays findable for late log lines, seconds. */
+  readonly retainClosed: number;
+  /** A session with no close after this long is treated as gone (missed close), seconds. */
+  readonly maxOpen: number;
+  /** Upper bound on sessions remembered (open and recently closed). */
+  readonly maxSessions: number;
+}
+
+export const DEFAULT_SESSION_INDEX_OPTIONS: SessionIndexOptions = {
+  retainClosed: 120,
+  maxOpen: 3600,
+  maxSessions: 100_000,
+};
+
+/** A sendmail session keeps at most this many queue ids (RSET / HELO give new ones). */
+const MAX_QUEUE_IDS = 16;
+
+export class SessionIndex {
+  private readonly opts: SessionIndexOptions;
+  private readonly byRef: LRUCache<string, Session>;
+  private readonly byQueueId: LRUCache<string, Session>;
+  /** Sessions per pid, oldest first; a pid seen again after its close is a new session. */
+  private readonly byPid = new Map<number, Session[]>();
+  /** Open sessions, for "who could have been authenticating at T". */
+  private readonly open = new Set<Session>();
+  /** Closed sessions still queryable, in close order. */
+  private closedQueue: Session[] = [];
+  private closedHead = 0;
+  /** Latest event time seen: the index's notion of now. */
+  private clock = 0;
+  private first: number | undefined;
+  private lastOpenSweep = 0;
+
+  constructor(options: Partial<SessionIndexOptions> = {}) {
+    this.opts = { ...DEFAULT_SESSION_INDEX_OPTIONS, ...options };
+    this.byRef = new LRUCache<string, Session>({
+      max: this.opts.maxSessions,
+      dispose: (s, _ref, reason) => {
+        if (reason !== 'set') this.forget(s);
+      },
+    });
+    this.byQueueId = new LRUCache<string, Session>({ max: this.opts.maxSessions * 2 });
+  }
+
+  /** Number of sessions currently open. */
+  get openCount(): number {
+    return this.open.size;
+  }
+
+  opened(ev: SessionOpenEvent, origin: SessionOrigin = 'milter'): Session {
+    this.advance(ev.at);
+    const ref = `${origin}:${ev.id}`;
+    const prior = this.byRef.get(ref);
+    if (prior) return prior;
+    if (ev.pid !== undefined) {
+      // One process serves one session: whatever that pid served before has ended.
+      const still = this.openByPid(ev.pid);
+      if (still) this.close(still, ev.at, 'pid-reused');
+    }
+    const s: Session = {
+      ref,
+      origin,
+      key: ev.queueId ?? (ev.pid !== undefined ? `${ev.pid}@${Math.floor(ev.at / 1000)}` : ref),
+      address: ev.address,
+      openedAt: ev.at,
+      queueIds: [],
+      ...(ev.port !== undefined ? { port: ev.port } : {}),
+      ...(ev.pid !== undefined ? { pid: ev.pid } : {}),
+    };
+    this.byRef.set(ref, s);
+    this.open.add(s);
+    if (ev.queueId) this.addQueueId(s, ev.queueId);
+    if (ev.pid !== undefined) {
+      const list = this.byPid.get(ev.pid);
+      if (list) list.push(s);
+      else this.byPid.set(ev.pid, [s]);
+    }
+    return s;
+  }
+
+  queueIdChanged(id: number | string, queueId: string, origin: SessionOrigin = 'milter'): void {
+    const s = this.byRef.get(`${origin}:${id}`);
+    if (s) this.addQueueId(s, queueId);
+  }
+
+  mailIssued(id: number | string, at: number, origin: SessionOrigin = 'milter'): void {
+    const s = this.byRef.get(`${origin}:${id}`);
+    if (s) this.endAuth(s, at);
+  }
+
+  closed(id: number | string, at: number, reason: string, origin: SessionOrigin = 'milter'): Session | undefined {
+    const s = this.byRef.get(`${origin}:${id}`);
+    if (s) this.close(s, at, reason);
+    return s;
+  }
+
+  /** Marks the end of a session's AUTH phase (MAIL issued, or AUTH succeeded). */
+  endAuth(s: Session, at: number): void {
+    this.advance(at);
+    if (s.authEndedAt === undefined || at < s.authEndedAt) s.authEndedAt = at;
+  }
+
+  close(s: Session, at: number, reason: string): void {
+    this.advance(at);
+    if (s.closedAt !== undefined) return;
+    s.closedAt = at;
+    s.closeReason = reason;
+    this.open.delete(s);
+    this.closedQueue.push(s);
+  }
+
+  byQueue(queueId: string): Session | undefined {
+    return this.byQueueId.get(queueId);
+  }
+
+  /**
+   * The session of `pid` whose life covers time `at` (`slackMs` either side, for log
+   * timestamps truncated to the second and lines written just after the close).
+   */
+  byPidAt(pid: number, at: number, slackMs: number): Session | undefined {
+    const list = this.byPid.get(pid);
+    if (!list) return undefined;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const s = list[i]!;
+      if (s.openedAt > at + slackMs) continue;
+      if (s.closedAt !== undefined && s.closedAt < at - slackMs) return undefined;
+      return s;
+    }
+    return undefined;
+  }
+
+  openByPid(pid: number): Session | undefined {
+    const list = this.byPid.get(pid);
+    const last = list?.[list.length - 1];
+    return last && last.closedAt === undefined ? last : undefined;
+  }
+
+  /**
+   * Sessions that were surely connected and not past their AUTH phase during the whole of
+   * [from, to]. `openSlackMs` widens the open bound (log times are truncated to the second),
+   * `skewMs` allows for the clocks of two sources differing slightly.
+   */
+  authPhaseDuring(from: number, to: number, openSlackMs: number, skewMs: number): Session[] {
+    this.expire();
+    const out: Session[] = [];
+    const test = (s: Session): void => {
+      if (s.openedAt > from + openSlackMs + skewMs) return;
+      if (s.closedAt !== undefined && s.closedAt < to - skewMs) return;
+      if (s.authEndedAt !== undefined && s.authEndedAt < to - skewMs) return;
+      out.push(s);
+    };
+    for (const s of this.open) test(s);
+    for (let i = this.closedHead; i < this.closedQueue.length; i++) {
+      const s = this.closedQueue[i]!;
+      if (this.byRef.peek(s.ref) === s) test(s);
+    }
+    return out;
+  }
+
+  /** Moves the index's clock forward (event times from milter or logs, or wall time). */
+  advance(at: number): void {
+    if (this.first === undefined) this.first = at;
+    if (at > this.clock) this.clock = at;
+  }
+
+  /** Time of the first event: sessions opened before it are unknown to the index. */
+  get since(): number | undefined {
+    return this.first;
+  }
+
+  /** Drops closed sessions past retention and closes sessions open beyond maxOpen. */
+  expire(): void {
+    const retainMs = this.opts.retainClosed * 1000;
+    while (this.closedHead < this.closedQueue.length) {
+      const s = this.closedQueue[this.closedHead]!;
+      if (s.closedAt! >= this.clock - retainMs) break;
+      this.closedHead++;
+      this.byRef.delete(s.ref);
+    }
+    if (this.closedHead > 1024 && this.closedHead * 2 > this.closedQueue.length) {
+      this.closedQueue = this.closedQueue.slice(this.closedHead);
+      this.closedHead = 0;
+    }
+    // Sessions outlive seconds, so looking for missed closes once a second is enough.
+    if (this.clock - this.lastOpenSweep < 1000) return;
+    this.lastOpenSweep = this.clock;
+    const maxOpenMs = this.opts.maxOpen * 1000;
+    for (const s of this.open) {
+      if (s.openedAt < this.clock - maxOpenMs) this.close(s, s.openedAt + maxOpenMs, 'expired');
+    }
+  }
+
+  private addQueueId(s: Session, queueId: string): void {
+    if (s.queueIds.includes(queueId)) return;
+    s.queueIds.push(queueId);
+    if (s.queueIds.length > MAX_QUEUE_IDS) s.queueIds.shift();
+    this.byQueueId.set(queueId, s);
+  }
+
+  /** Removes every secondary reference to a session leaving the index. */
+  private forget(s: Session): void {
+    this.open.delete(s);
+    for (const q of s.queueIds) if (this.byQueueId.peek(q) === s) this.byQueueId.delete(q);
+    if (s.pid !== undefined) {
+      const list = this.byPid.get(s.pid);
+      if (list) {
+        const rest = list.filter((x) => x !== s);
+        if (rest.length > 0) this.byPid.set(s.pid, rest);
+        else this.byPid.delete(s.pid);
+      }
+    }
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * Splits one syslog line into its header fields and message, whatever shape it arrived in:
+ * a BSD or ISO file line as rsyslog writes it, a `<PRI>` frame as received on a socket
+ * (RFC 3164 or RFC 5424), or a journal JSON object.
+ */
+import {
+  DEFAULT_TIMESTAMP_OPTIONS,
+  bsdTimestampLength,
+  parseBsdTimestamp,
+  parseIsoTimestamp,
+  parseRfc5424Timestamp,
+  type TimestampOptions,
+} from './timestamps.js';
+
+/** Which parser family a program belongs to. */
+export type ProgramFamily = 'sendmail' | 'saslauthd' | 'dovecot' | 'pam' | 'other';
+
+export interface SyslogHeader {
+  /** Ms since the epoch, from the line's timestamp (the reference time when it has none). */
+  readonly at: number;
+  readonly host?: string;
+  /** Program as logged, path stripped (`sm-mta`, `saslauthd`, `sshd(pam_unix)`). */
+  readonly program: string;
+  readonly family: ProgramFamily;
+  readonly pid?: number;
+  readonly facility?: number;
+  readonly severity?: number;
+  readonly message: string;
+}
+
+const SENDMAIL_NAMES = new Set(['sendmail', 'sm-mta', 'sm-acceptingconnections', 'sm-msp-queue']);
+// Dovecot processes that log under their own name when dovecot logs straight to syslog.
+const DOVECOT_NAMES = /^(?:dovecot|auth|auth-worker|(?:imap|pop3|submission|managesieve|lmtp)-login)$/;
+
+/** Strips a path, maps sendmail's aliases and dovecot's process names to one family. */
+export function programFamily(program: string): ProgramFamily {
+  if (SENDMAIL_NAMES.has(program)) return 'sendmail';
+  if (program === 'saslauthd') return 'saslauthd';
+  if (DOVECOT_NAMES.test(program)) return 'dovecot';
+  // Old Linux-PAM logged as `SERVICE(pam_unix)[PID]`.
+  if (program.endsWith('(pam_unix)')) return 'pam';
+  return 'other';
+}
+
+function basename(program: string): string {
+  const slash = program.lastIndexOf('/');
+  return slash >= 0 ? program.slice(slash + 1) : program;
+}
+
+// TAG[PID]: or TAG: ; a tag has no blanks, colons or brackets (parentheses are allowed:
+// `sshd(pam_unix)`, `auth-worker(304)`).
+const TAG_RE = /^([^\s[\]:]+)(?:\[(\d{1,10})\])?:(?: |$)/;
+const PAREN_PID_RE = /^(.+)\((\d{1,10})\)$/;
+
+interface Tagged {
+  program: string;
+  pid?: number;
+  host?: string;
+  message: string;
+}
+
+/** `[HOST ]TAG[PID]: MESSAGE` after the timestamp. A first token that is a tag means no host. */
+function splitTagged(rest: string): Tagged | null {
+  let host: string | undefined;
+  let body = rest;
+  if (!TAG_RE.test(body)) {
+    const sp = body.indexOf(' ');
+    if (sp <= 0) return null;
+    host = body.slice(0, sp);
+    body = body.slice(sp + 1);
+  }
+  const m = TAG_RE.exec(body);
+  if (!m) return null;
+  let program = basename(m[1]!);
+  let pid = m[2] !== undefined ? Number(m[2]) : undefined;
+  const paren = PAREN_PID_RE.exec(program);
+  if (paren && pid === undefined) {
+    program = paren[1]!;
+    pid = Number(paren[2]);
+  }
+  if (program === '') return null;
+  const out: Tagged = { program, message: body.slice(m[0].length) };
+  if (pid !== undefined) out.pid = pid;
+  if (host !== undefined) out.host = host;
+  return out;
+}
+
+function header(
+  at: number, t: Tagged, pri?: { facility: number; severity: number },
+): SyslogHeader {
+  return {
+    at,
+    program: t.program,
+    family: programFamily(t.program),
+    message: t.message,
+    ...(t.host !== undefined ? { host: t.host } : {}),
+    ...(t.pid !== undefined ? { pid: t.pid } : {}),
+    ...(pri ? { facility: pri.facility, severity: pri.severity } : {}),
+  };
+}
+
+/** `TIMESTAMP [HOST ]TAG: MSG` with a BSD or ISO timestamp. */
+function splitTraditional(
+  text: string, reference: number, options: TimestampOptions, pri?: { facility: number; severity: number },
+): SyslogHeader | null {
+  let at: number | null;
+  let rest: string;
+  const bsd = bsdTimestampLength(text);
+  if (bsd > 0) {
+    at = parseBsdTimestamp(text.slice(0, bsd), reference, options);
+    rest = text.slice(bsd + 1);
+    if (text[bsd] !== ' ') return null;
+  } else {
+    const sp = text.indexOf(' ');
+    if (sp < 0) return null;
+    at = parseIsoTimestamp(text.slice(0, sp), options);
+    rest = text.slice(sp + 1);
+  }
+  if (at === null) return null;
+  const t = splitTagged(rest);
+  return t ? header(at, t, pri) : null;
+}
+
+/** RFC 5424 STRUCTURED-DATA: `-` or `[id k="v" …]…` with `\"`, `\\`, `\]` escapes. Returns its length. */
+function structuredDataLength(s: string): number | null {
+  if (s.startsWith('-')) return 1;
+  let i = 0;
+  while (s[i] === '[') {
+    let inQuote = false;
+    i++;
+    for (;;) {
+      const c = s[i];
+      if (c === undefined) return null;
+      if (inQuote) {
+        if (c === '\\') i++;
+        else if (c === '"') inQuote = false;
+      } else if (c === '"') inQuote = true;
+      else if (c === ']') break;
+      i++;
+    }
+    i++;
+  }
+  return i > 0 ? i : null;
+}
+
+/** `1 TIMESTAMP HOST APP PROCID MSGID SD [MSG]` after the PRI. */
+function splitRfc5424(
+  text: string, reference: number, pri: { facility: number; severity: number },
+): SyslogHeader | null {
+  const fields: string[] = [];
+  let pos = 0;
+  for (let n = 0; n < 6; n++) {
+    const sp = text.indexOf(' ', pos);
+    if (sp < 0) return null;
+    fields.push(text.slice(pos, sp));
+    pos = sp + 1;
+  }
+  const [, ts, host, app, procid] = fields as [string, string, string, string, string, string];
+  const sdLen = structuredDataLength(text.slice(pos));
+  if (sdLen === null) return null;
+  let message = text.slice(pos + sdLen);
+  if (message.startsWith(' ')) message = message.slice(1);
+  if (message.startsWith('\uFEFF')) message = message.slice(1);
+  const at = parseRfc5424Timestamp(ts);
+  if (at === null) return null;
+  const t: Tagged = { program: app === '-' ? '' : basename(app), message };
+  if (/^\d{1,10}$/.test(procid)) t.pid = Number(procid);
+  if (host !== '-') t.host = host;
+  return header(at === 'nil' ? reference : at, t, pri);
+}
+
+/**
+ * One text line or socket frame. `reference` (when the line was read) dates BSD timestamps
+ * and stands in for RFC 5424's nil timestamp.
+ */
+export function splitSyslogLine(
+  line: string, reference: number, options: TimestampOptions = DEFAULT_TIMESTAMP_OPTIONS,
+): SyslogHeader | null {
+  let text = line.endsWith('\n') ? line.slice(0, -1) : line;
+  if (text.endsWith('\r')) text = text.slice(0, -1);
+  if (text.startsWith('{')) return parseJournalLine(text);
+  const pri = /^<(\d{1,3})>/.exec(text);
+  if (!pri) return splitTraditional(text, reference, options);
+  const value = Number(pri[1]);
+  if (value > 191) return null;
+  const p = { facility: value >> 3, severity: value & 7 };
+  text = text.slice(pri[0].length);
+  if (text.startsWith('1 ')) return splitRfc5424(text, reference, p);
+  return splitTraditional(text, reference, options, p);
+}
+
+function journalString(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  // journald stores non-UTF-8 or binary fields as an array of byte values.
+  if (Array.isArray(v) && v.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) {
+    return Buffer.from(v as number[]).toString('utf8');
+  }
+  return null;
+}
+
+function journalInt(v: unknown): number | undefined {
+  const s = journalString(v);
+  return s !== null && /^\d{1,10}$/.test(s) ? Number(s) : undefined;
+}
+
+/** One `journalctl -o json` object. */
+export function parseJournalEntry(entry: Record<string, unknown>): SyslogHeader | null {
+  const message = journalString(entry.MESSAGE);
+  const ident = journalString(entry.SYSLOG_IDENTIFIER) ?? journalString(entry._COMM);
+  const realtime = journalString(entry.__REALTIME_TIMESTAMP);
+  if (message === null || ident === null || realtime === null || !/^\d{1,20}$/.test(realtime)) return null;
+  const t: Tagged = { program: basename(ident), message };
+  const pid = journalInt(entry.SYSLOG_PID) ?? journalInt(entry._PID);
+  if (pid !== undefined) t.pid = pid;
+  const host = journalString(entry._HOSTNAME);
+  if (host !== null) t.host = host;
+  const facility = journalInt(entry.SYSLOG_FACILITY);
+  const severity = journalInt(entry.PRIORITY);
+  const h = header(Math.floor(Number(realtime) / 1000), t);
+  return facility !== undefined || severity !== undefined
+    ? { ...h, ...(facility !== undefined ? { facility } : {}), ...(severity !== undefined ? { severity } : {}) }
+    : h;
+}
+
+function parseJournalLine(text: string): SyslogHeader | null {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return obj !== null && typeof obj === 'object' && !Array.isArray(obj)
+    ? parseJournalEntry(obj as Record<string, unknown>)
+    : null;
+}

@@ -1,0 +1,255 @@
+/**
+ * The composition root: the only place that wires the layers together. The milter and the
+ * log sources produce facts, the correlator turns them into AuthFailures, the ban engine
+ * decides, and enforcement (tempfail gate, firewall) acts.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { parseAddress } from './core/address.js';
+import { BanEngine } from './bans/ban-engine.js';
+import { createBansMetrics } from './bans/metrics.js';
+import { StateStore } from './bans/state-store.js';
+import { Correlator } from './correlate/correlator.js';
+import { createCorrelateMetrics } from './correlate/metrics.js';
+import { SessionIndex } from './correlate/session-index.js';
+import { FirewallBatcher, DEFAULT_BATCHER_OPTIONS } from './enforce/batcher.js';
+import { createBackend } from './enforce/factory.js';
+import { createEnforceMetrics } from './enforce/metrics.js';
+import { DEFAULT_FIREWALL_OPTIONS } from './enforce/options.js';
+import { TempfailGate, createTempfailMetrics } from './enforce/tempfail.js';
+import type { FirewallBackend } from './enforce/backend.js';
+import { createLogsMetrics } from './logs/metrics.js';
+import type { MilterHandler, Verdict } from './milter/handler.js';
+import { createMilterMetrics } from './milter/metrics.js';
+import { buildRefusal } from './milter/refuse.js';
+import { MilterServer } from './milter/server.js';
+import type { Config } from './ops/config.js';
+import { ControlUsageError, startControlServer, type ControlServer } from './ops/control-server.js';
+import { startMetricsHttp, type MetricsHttp } from './ops/metrics-http.js';
+import { startLogInputs, type LogInputs } from './logs/inputs.js';
+
+const CONTINUE: Verdict = { kind: 'continue' };
+const TICK_MS = 1000;
+
+export interface Daemon {
+  readonly milterAddresses: readonly string[];
+  readonly metricsAddress: string | null;
+  /** Applies a new, already validated configuration; bans and open sessions are kept. */
+  reload(next: Config): Promise<void>;
+  /** Stops accepting, lets sessions finish within the grace period, persists state. */
+  stop(): Promise<void>;
+}
+
+/** The daemon's own listen addresses: never banned, whatever the config says. */
+function ownAddresses(cfg: Config): string[] {
+  const out: string[] = [];
+  for (const spec of cfg.milter.listen) {
+    const host = /^inet6?:\d+@(.+)$/.exec(spec)?.[1];
+    const addr = host ? parseAddress(host) : null;
+    if (addr) out.push(addr.text);
+  }
+  return out;
+}
+
+function policyOf(cfg: Config) {
+  return { ...cfg.bans, ignore: [...cfg.bans.ignore] };
+}
+
+function firewallOptionsOf(cfg: Config) {
+  return { ...DEFAULT_FIREWALL_OPTIONS, ...cfg.enforce, ports: [...cfg.enforce.ports] };
+}
+
+export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> {
+  const started = Date.now();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'authban_' });
+  const milterMetrics = createMilterMetrics(registry);
+  const bansMetrics = createBansMetrics(registry);
+  const correlateMetrics = createCorrelateMetrics(registry);
+  const enforceMetrics = createEnforceMetrics(registry);
+  const logsMetrics = createLogsMetrics(registry);
+  const tempfailMetrics = createTempfailMetrics(registry);
+
+  // Decide: the ban engine with its durable state.
+  const store = new StateStore({ file: join(cfg.state.dir, 'state.json') }, { log: logger, metrics: bansMetrics });
+  const engine = new BanEngine({ log: logger, policy: policyOf(cfg), ownAddresses: ownAddresses(cfg), metrics: bansMetrics, store });
+  const restored = await engine.start();
+
+  // Enforce: the firewall (batched, never awaited by the milter) and the tempfail gate.
+  let fwOptions = firewallOptionsOf(cfg);
+  let backend: FirewallBackend = createBackend(fwOptions, { log: logger, metrics: enforceMetrics });
+  await backend.start(restored);
+  let batcher = new FirewallBatcher(backend, DEFAULT_BATCHER_OPTIONS, { log: logger, metrics: enforceMetrics });
+  engine.on('ban', (b) => batcher.ban(b));
+  engine.on('unban', (b) => batcher.unban(b));
+  const gate = new TempfailGate((a) => engine.isBanned(a), cfg.milter.refused, buildRefusal(cfg.milter), tempfailMetrics);
+
+  // Facts: sessions (milter) and log lines, joined by the correlator.
+  const index = new SessionIndex();
+  const correlator = new Correlator(
+    { index, emit: (f) => engine.report(f), logger, metrics: correlateMetrics },
+    { holdMs: cfg.correlate.holdMs },
+  );
+  const handler: MilterHandler = {
+    onConnect(session, info) {
+      if (!info.address) return CONTINUE;
+      const refusal = gate.check(info.address);
+      // A refused connection never authenticates: it is not a session the logs can fail.
+      if (refusal) return refusal;
+      index.opened({
+        id: session.id,
+        address: info.address,
+        at: Date.now(),
+        ...(info.port !== undefined ? { port: info.port } : {}),
+        ...(info.queueId !== undefined ? { queueId: info.queueId } : {}),
+        ...(info.pid !== undefined ? { pid: info.pid } : {}),
+      });
+      return CONTINUE;
+    },
+    onHelo(session) {
+      if (session.queueId) index.queueIdChanged(session.id, session.queueId);
+      return CONTINUE;
+    },
+    onMail(session) {
+      if (session.queueId) index.queueIdChanged(session.id, session.queueId);
+      index.mailIssued(session.id, Date.now());
+      return CONTINUE;
+    },
+    onClose(session, reason) {
+      index.closed(session.id, Date.now(), reason);
+    },
+  };
+  const milterInit = (c: Config) => ({
+    listen: c.milter.listen,
+    maxFrameBytes: c.milter.maxFrameBytes,
+    handlerTimeoutMs: c.milter.handlerTimeoutMs,
+    fallbackVerdict: c.milter.fallbackVerdict,
+    unixSocketMode: parseInt(c.milter.unixSocketMode, 8),
+    logger,
+    handler,
+    metrics: milterMetrics,
+  });
+  let milter = await MilterServer.start(milterInit(cfg));
+
+  let inputs: LogInputs = await startLogInputs(cfg.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+  const ticker = setInterval(() => correlator.tick(Date.now()), TICK_MS);
+  ticker.unref();
+
+  let metricsHttp: MetricsHttp | null = cfg.metrics.listen ? await startMetricsHttp(registry, cfg.metrics.listen, cfg.metrics.path, logger) : null;
+
+  const control: ControlServer = await startControlServer(
+    cfg.control.socket,
+    async (req) => {
+      const a = req.args ?? {};
+      const target = (): string => {
+        if (typeof a.address !== 'string' || a.address === '') throw new ControlUsageError('an address or network is needed');
+        return a.address;
+      };
+      switch (req.cmd) {
+        case 'status':
+          return {
+            pid: process.pid,
+            uptimeSeconds: Math.round((Date.now() - started) / 1000),
+            milter: { listen: milter.addresses(), connections: milter.connectionCount },
+            bans: engine.stats(),
+            correlate: { ...correlator.stats, held: correlator.heldCount },
+            usersUnderAttack: engine.usersUnderAttack().length,
+            firewall: backend.name,
+            logs: inputs.describe(),
+          };
+        case 'list':
+          return engine.list();
+        case 'explain':
+          return checked(() => engine.explain(target()));
+        case 'ban': {
+          const seconds = a.seconds === undefined ? undefined : a.seconds;
+          if (seconds !== undefined && seconds !== null && (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds <= 0)) {
+            throw new ControlUsageError('--time takes a positive whole number of seconds');
+          }
+          return await checkedAsync(() => engine.ban(target(), { ...(seconds !== undefined ? { seconds } : {}), by: 'control', reason: 'manual' }));
+        }
+        case 'unban':
+          if (a.all === true) return { unbanned: await engine.unbanAll() };
+          return { unbanned: (await checkedAsync(() => engine.unban(target()))) ? 1 : 0 };
+        default:
+          throw new ControlUsageError(`unknown command "${req.cmd}"`);
+      }
+    },
+    logger,
+  );
+
+  let stopping: Promise<void> | null = null;
+  const daemon: Daemon = {
+    get milterAddresses() {
+      return milter.addresses();
+    },
+    get metricsAddress() {
+      return metricsHttp?.address ?? null;
+    },
+    async reload(next) {
+      engine.reconfigure(policyOf(next), ownAddresses(next));
+      gate.update(next.milter.refused, buildRefusal(next.milter));
+      correlator.reconfigure({ holdMs: next.correlate.holdMs });
+      if (JSON.stringify(next.milter) !== JSON.stringify(cfg.milter)) {
+        // New listeners first, so sendmail is never without a milter; open sessions on the
+        // old server run to their end.
+        const old = milter;
+        milter = await MilterServer.start(milterInit(next));
+        void old.close(next.milter.shutdownGraceMs);
+      }
+      if (JSON.stringify(next.logs) !== JSON.stringify(cfg.logs)) {
+        await inputs.stop();
+        inputs = await startLogInputs(next.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+      }
+      if (JSON.stringify(next.metrics) !== JSON.stringify(cfg.metrics)) {
+        await metricsHttp?.close();
+        metricsHttp = next.metrics.listen ? await startMetricsHttp(registry, next.metrics.listen, next.metrics.path, logger) : null;
+      }
+      if (JSON.stringify(next.enforce) !== JSON.stringify(cfg.enforce)) {
+        await batcher.close();
+        await backend.stop();
+        fwOptions = firewallOptionsOf(next);
+        backend = createBackend(fwOptions, { log: logger, metrics: enforceMetrics });
+        await backend.start(engine.list());
+        batcher = new FirewallBatcher(backend, DEFAULT_BATCHER_OPTIONS, { log: logger, metrics: enforceMetrics });
+      }
+      cfg = next;
+      logger.info({ event: 'reloaded' }, 'configuration reloaded');
+    },
+    stop() {
+      stopping ??= (async () => {
+        logger.info({ event: 'stopping' }, 'shutting down');
+        await milter.close(cfg.milter.shutdownGraceMs);
+        await inputs.stop();
+        clearInterval(ticker);
+        correlator.flush();
+        await control.close();
+        await metricsHttp?.close();
+        await batcher.close();
+        await backend.stop();
+        await engine.stop();
+        logger.info({ event: 'stopped' }, 'stopped');
+      })();
+      return stopping;
+    },
+  };
+  return daemon;
+}
+
+/** Engine errors about a bad target are the caller's mistake: report them as usage errors. */
+function checked<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new ControlUsageError((e as Error).message);
+  }
+}
+
+async function checkedAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw new ControlUsageError((e as Error).message);
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * The milter server: listeners as sendmail's S= equate names them, one MilterConnection per
+ * accepted socket. A malformed frame closes only its own connection.
+ */
+import { lstat, chmod, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { DEFAULT_MAX_FRAME_BYTES } from './frame-decoder.js';
+import type { MilterHandler, Verdict } from './handler.js';
+import { formatListenSpec, parseListenSpec, type ListenSpec } from './listen-spec.js';
+import type { MilterMetrics } from './metrics.js';
+import { MilterConnection, type SessionOptions } from './session.js';
+
+export interface MilterServerOptions {
+  /** `inet:PORT@HOST`, `inet6:PORT@HOST`, `unix:/path` or `local:/path`; several at once. */
+  readonly listen: readonly string[];
+  /** Largest frame accepted (length field), bytes. Must hold a 65535-byte payload. */
+  readonly maxFrameBytes: number;
+  /** Deadline for one handler call; keep it below sendmail's 10 s read timeout (T=R:10s). */
+  readonly handlerTimeoutMs: number;
+  /** Verdict sent when the handler throws or misses its deadline. */
+  readonly fallbackVerdict: 'continue' | 'tempfail';
+  /** Mode of unix socket files. */
+  readonly unixSocketMode: number;
+  readonly logger: Logger;
+  readonly handler: MilterHandler;
+  readonly metrics?: MilterMetrics;
+}
+
+export const DEFAULT_MILTER_OPTIONS = {
+  listen: ['inet:8894@127.0.0.1'],
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  handlerTimeoutMs: 5000,
+  fallbackVerdict: 'continue',
+  unixSocketMode: 0o660,
+} as const satisfies Omit<MilterServerOptions, 'logger' | 'handler' | 'metrics'>;
+
+/** What `start` needs: the logger and handler, the rest defaults. */
+export type MilterServerInit = Partial<MilterServerOptions> & Pick<MilterServerOptions, 'logger' | 'handler'>;
+
+/** 65535-byte payload + command byte. */
+const MIN_FRAME_CAP = 65536;
+const MAX_FRAME_CAP = 64 * 1024 * 1024;
+/**
+ * Node's default backlog is 511; sendmail opens one milter connection per SMTP session, so a
+ * burst of sessions can overflow it. libmilter uses SOMAXCONN; the kernel caps this anyway.
+ */
+const LISTEN_BACKLOG = 4096;
+/** After a protocol error, how long the replies already written get to reach the MTA. */
+const ABORT_FLUSH_MS = 1000;
+/** How long to wait for an answer when probing whether a unix socket file is still in use. */
+const PROBE_TIMEOUT_MS = 500;
+
+export function validateMilterOptions(o: MilterServerOptions): void {
+  if (o.listen.length === 0) throw new Error('milter: listen needs at least one address');
+  for (const l of o.listen) parseListenSpec(l);
+  if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < MIN_FRAME_CAP || o.maxFrameBytes > MAX_FRAME_CAP) {
+    throw new Error(`milter: maxFrameBytes must be an integer in ${MIN_FRAME_CAP}..${MAX_FRAME_CAP}`);
+  }
+  if (!Number.isInteger(o.handlerTimeoutMs) || o.handlerTimeoutMs < 1 || o.handlerTimeoutMs > 60_000) {
+    throw new Error('milter: handlerTimeoutMs must be an integer in 1..60000');
+  }
+  if (o.fallbackVerdict !== 'continue' && o.fallbackVerdict !== 'tempfail') {
+    throw new Error(`milter: fallbackVerdict must be continue or tempfail`);
+  }
+  if (!Number.isInteger(o.unixSocketMode) || o.unixSocketMode < 0 || o.unixSocketMode > 0o777) {
+    throw new Error('milter: unixSocketMode must be a file mode (0..0o777)');
+  }
+}
+
+interface Listener {
+  readonly spec: ListenSpec;
+  readonly server: Server;
+}
+
+/** Does something answer on this unix socket? Bounded by PROBE_TIMEOUT_MS. */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ path });
+    const done = (v: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(true), PROBE_TIMEOUT_MS);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Removes a stale socket file left by a previous run; refuses anything else at that path. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!st.isSocket()) throw new Error(`milter: ${path} exists and is not a socket; not replacing it`);
+  if (await socketInUse(path)) throw new Error(`milter: ${path} is in use by a running process`);
+  await unlink(path);
+}
+
+function listen(server: Server, spec: ListenSpec): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const ready = (): void => {
+      server.off('error', reject);
+      resolve();
+    };
+    if (spec.kind === 'unix') server.listen({ path: spec.path, backlog: LISTEN_BACKLOG }, ready);
+    else server.listen({ host: spec.host, port: spec.port, ipv6Only: spec.kind === 'inet6', backlog: LISTEN_BACKLOG }, ready);
+  });
+}
+
+export class MilterServer {
+  private readonly connections = new Map<MilterConnection, Socket>();
+  private readonly listeners: Listener[] = [];
+  private readonly sessionOptions: SessionOptions;
+  private closing: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+
+  private constructor(private readonly opts: MilterServerOptions) {
+    const fallback: Verdict = { kind: opts.fallbackVerdict };
+    this.sessionOptions = {
+      handler: opts.handler,
+      logger: opts.logger,
+      handlerTimeoutMs: opts.handlerTimeoutMs,
+      fallback,
+      maxFrameBytes: opts.maxFrameBytes,
+      optnegCache: new Map(),
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    };
+  }
+
+  /** Validates the options, binds every listener (all or none) and starts serving. */
+  static async start(init: MilterServerInit): Promise<MilterServer> {
+    const opts: MilterServerOptions = { ...DEFAULT_MILTER_OPTIONS, ...init };
+    validateMilterOptions(opts);
+    const srv = new MilterServer(opts);
+    try {
+      for (const l of opts.listen) await srv.bind(parseListenSpec(l));
+    } catch (err) {
+      await srv.close(0);
+      throw err;
+    }
+    opts.logger.info({ listen: srv.addresses() }, 'milter server listening');
+    return srv;
+  }
+
+  /** The bound listeners, in the listen order; port 0 shows the port actually bound. */
+  addresses(): string[] {
+    return this.listeners.map(({ spec, server }) => {
+      const a = server.address();
+      if (spec.kind === 'unix' || a === null || typeof a === 'string') return formatListenSpec(spec);
+      return formatListenSpec({ ...spec, port: a.port });
+    });
+  }
+
+  /** Number of milter connections currently open. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * Stops accepting, lets open sessions end on their own for up to graceMs, then destroys
+   * what is left (their sessions close with reason `shutdown`). Idempotent.
+   */
+  close(graceMs = 5000): Promise<void> {
+    this.closing ??= this.doClose(graceMs);
+    return this.closing;
+  }
+
+  private async doClose(graceMs: number): Promise<void> {
+    const closed = this.listeners.map(
+      ({ spec, server }) =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          if (spec.kind === 'unix') server.once('close', () => void unlink(spec.path).catch(() => undefined));
+        }),
+    );
+    if (this.connections.size > 0 && graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.drained = undefined;
+    }
+    for (const [conn, socket] of this.connections) {
+      conn.shutdown('shutdown');
+      socket.destroy();
+    }
+    await Promise.all(closed);
+    this.opts.logger.info('milter server closed');
+  }
+
+  private async bind(spec: ListenSpec): Promise<void> {
+    if (spec.kind === 'unix') await clearStaleSocket(spec.path);
+    const server = createServer((socket) => this.accept(socket, spec));
+    await listen(server, spec);
+    this.listeners.push({ spec, server });
+    if (spec.kind === 'unix') await chmod(spec.path, this.opts.unixSocketMode);
+    server.on('error', (err) => this.opts.logger.error({ err, listen: formatListenSpec(spec) }, 'milter listener error'));
+  }
+
+  private accept(socket: Socket, spec: ListenSpec): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    let peer: string | undefined;
+    let abortTimer: NodeJS.Timeout | undefined;
+    const remote = (): string => (peer ??= spec.kind === 'unix' ? `unix:${spec.path}` : `${socket.remoteAddress}:${socket.remotePort}`);
+    const conn = new MilterConnection(
+      this.sessionOptions,
+      {
+        write: (frame) => {
+          if (socket.writable) socket.write(frame);
+        },
+        end: () => socket.end(),
+        abort: () => {
+          // end() flushes replies already owed (written before the bad frame), then closes.
+          socket.end();
+          abortTimer = setTimeout(() => socket.destroy(), ABORT_FLUSH_MS);
+        },
+      },
+      remote,
+    );
+    this.connections.set(conn, socket);
+    const m = this.opts.metrics;
+    m?.connections.inc();
+    m?.sessionsActive.inc();
+    socket.on('data', (chunk: Buffer) => {
+      // Replies produced by one read go out in one write.
+      socket.cork();
+      conn.onData(chunk);
+      socket.uncork();
+    });
+    socket.on('end', () => conn.onEnd());
+    socket.on('error', (err) => {
+      this.opts.logger.debug({ err, remote: remote() }, 'milter socket error');
+      conn.shutdown('error');
+    });
+    socket.on('close', () => {
+      clearTimeout(abortTimer);
+      conn.onSocketClosed();
+      this.connections.delete(conn);
+      m?.sessionsActive.dec();
+      if (this.connections.size === 0) this.drained?.();
+    });
+  }
+}

@@ -1,0 +1,355 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync, execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import {
+  appendFileSync, chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync,
+  truncateSync, writeFileSync, writeSync,
+} from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Registry } from 'prom-client';
+import { createLogsMetrics } from '../../src/logs/metrics.js';
+import { parseLine } from '../../src/logs/parse-line.js';
+import type { SourceLine } from '../../src/logs/records.js';
+import { FileFollower } from '../../src/logs/sources/file-follower.js';
+import { JournalSource } from '../../src/logs/sources/journal.js';
+import { SyslogReceiver } from '../../src/logs/sources/syslog-receiver.js';
+import { needsOrSkip } from '../helpers/require-root.js';
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'authban-logs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function lineNo(i: number): string {
+  return `Nov 25 17:35:00 vm sendmail[${1000 + i}]: line ${i} ${'x'.repeat(i % 37)}`;
+}
+
+const TOTAL = 3000;
+const BURST = 25;
+const ROTATE_EVERY = 500;
+
+test('follower: rename-and-create while a writer appends; every line once, in order', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'mail.log');
+  writeFileSync(path, 'old line before start\n');
+  const seen: string[] = [];
+  const metrics = createLogsMetrics(new Registry());
+  const f = new FileFollower({ path, pollIntervalMs: 50 }, (l) => seen.push(l.line), { metrics });
+  t.after(() => f.stop());
+  await f.start();
+  const expected: string[] = [];
+  let rotations = 0;
+  for (let i = 0; i < TOTAL; ) {
+    // A burst written without yielding: the follower has not read it when the rename comes.
+    for (let b = 0; b < BURST && i < TOTAL; b++, i++) {
+      appendFileSync(path, lineNo(i) + '\n');
+      expected.push(lineNo(i));
+    }
+    if (i % ROTATE_EVERY === 0 && i < TOTAL) {
+      // Rotations are far apart in life: the follower has found the current file (seen its
+      // first line) before it is rotated again. The burst just written is still unread.
+      const first = lineNo(i - ROTATE_EVERY);
+      await waitFor('follower on the current file', () => seen.includes(first));
+      renameSync(path, `${path}.${++rotations}`);
+    }
+    await sleep(1);
+  }
+  await waitFor('all lines', () => seen.length >= expected.length);
+  await sleep(100);
+  assert.equal(seen.length, expected.length);
+  assert.deepEqual(seen, expected);
+  assert.ok(rotations >= 5);
+  assert.equal((await metrics.rotations.get()).values.find((v) => v.labels.kind === 'rename')?.value, rotations);
+});
+
+test('follower: a writer that keeps its descriptor after the rename (rsyslog before HUP)', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'mail.log');
+  writeFileSync(path, '');
+  const seen: string[] = [];
+  const f = new FileFollower({ path, pollIntervalMs: 50, rotateGraceMs: 2000 }, (l) => seen.push(l.line));
+  t.after(() => f.stop());
+  await f.start();
+  const expected: string[] = [];
+  let fd = openSync(path, 'a');
+  t.after(() => closeSync(fd));
+  let firstOfFile = lineNo(0);
+  for (let i = 0; i < 1200; i++) {
+    writeSync(fd, lineNo(i) + '\n');
+    expected.push(lineNo(i));
+    if (i % 300 === 299) {
+      await waitFor('follower on the current file', () => seen.includes(firstOfFile));
+      renameSync(path, `${path}.${i}`);
+      // Keep writing to the renamed file for a while, then reopen.
+      for (let k = 0; k < 10; k++) {
+        i++;
+        writeSync(fd, lineNo(i) + '\n');
+        expected.push(lineNo(i));
+        await sleep(2);
+      }
+      closeSync(fd);
+      fd = openSync(path, 'a');
+      firstOfFile = lineNo(i + 1);
+    }
+    if (i % BURST === 0) await sleep(1);
+  }
+  await waitFor('all lines', () => seen.length >= expected.length);
+  await sleep(100);
+  assert.deepEqual(seen, expected);
+});
+
+test('follower: copytruncate while a writer appends', async (t) => {
+  // copytruncate itself loses lines written between the copy and the truncate, for any
+  // reader; the rotator here does what logrotate does at a quiet moment: it waits until the
+  // follower has read what was written, then copies and truncates while the writer resumes.
+  const dir = tempDir(t);
+  const path = join(dir, 'mail.log');
+  writeFileSync(path, '');
+  const seen: string[] = [];
+  const metrics = createLogsMetrics(new Registry());
+  const f = new FileFollower({ path, pollIntervalMs: 50 }, (l) => seen.push(l.line), { metrics });
+  t.after(() => f.stop());
+  await f.start();
+  const expected: string[] = [];
+  let truncations = 0;
+  for (let i = 0; i < TOTAL; ) {
+    for (let b = 0; b < BURST && i < TOTAL; b++, i++) {
+      appendFileSync(path, lineNo(i) + '\n');
+      expected.push(lineNo(i));
+    }
+    if (i % ROTATE_EVERY === 0) {
+      await waitFor('follower caught up', () => seen.length === expected.length);
+      copyFileSync(path, `${path}.${++truncations}`);
+      truncateSync(path, 0);
+    }
+    await sleep(1);
+  }
+  await waitFor('all lines', () => seen.length >= expected.length);
+  await sleep(100);
+  assert.deepEqual(seen, expected);
+  const truncs = (await metrics.rotations.get()).values.find((v) => v.labels.kind === 'truncate')?.value;
+  assert.equal(truncs, truncations);
+});
+
+test('follower: starts at the end by default, or at the start when asked', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'a.log');
+  writeFileSync(path, 'one\ntwo\n');
+  const tail: string[] = [];
+  const head: string[] = [];
+  const a = new FileFollower({ path, pollIntervalMs: 20 }, (l) => tail.push(l.line));
+  const b = new FileFollower({ path, pollIntervalMs: 20, fromStart: true }, (l) => head.push(l.line));
+  t.after(() => a.stop());
+  t.after(() => b.stop());
+  await a.start();
+  await b.start();
+  appendFileSync(path, 'three\n');
+  await waitFor('three', () => tail.length === 1 && head.length === 3);
+  assert.deepEqual(tail, ['three']);
+  assert.deepEqual(head, ['one', 'two', 'three']);
+});
+
+test('follower: a partial last line is held until its newline', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'p.log');
+  writeFileSync(path, '');
+  const seen: SourceLine[] = [];
+  const f = new FileFollower({ path, pollIntervalMs: 20 }, (l) => seen.push(l));
+  t.after(() => f.stop());
+  await f.start();
+  appendFileSync(path, 'Nov 25 17:35:00 vm sendmail[1]: par');
+  await sleep(150);
+  await f.wake();
+  assert.equal(seen.length, 0);
+  appendFileSync(path, 'tial\r\nnext');
+  await waitFor('joined line', () => seen.length === 1);
+  assert.equal(seen[0]!.line, 'Nov 25 17:35:00 vm sendmail[1]: partial');
+  assert.equal(seen[0]!.origin, path);
+  appendFileSync(path, '\n');
+  await waitFor('next', () => seen.length === 2);
+  assert.equal(seen[1]!.line, 'next');
+});
+
+test('follower: waits for a file that appears late, reads it from its start', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'late.log');
+  const seen: string[] = [];
+  const f = new FileFollower({ path, pollIntervalMs: 30 }, (l) => seen.push(l.line));
+  t.after(() => f.stop());
+  await f.start();
+  await sleep(100);
+  writeFileSync(path, 'first\nsecond\n');
+  await waitFor('late lines', () => seen.length === 2);
+  assert.deepEqual(seen, ['first', 'second']);
+});
+
+test('follower: over-long lines are truncated and counted', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'long.log');
+  writeFileSync(path, '');
+  const seen: string[] = [];
+  const metrics = createLogsMetrics(new Registry());
+  const f = new FileFollower({ path, pollIntervalMs: 20, maxLineBytes: 100 }, (l) => seen.push(l.line), { metrics });
+  t.after(() => f.stop());
+  await f.start();
+  appendFileSync(path, 'a'.repeat(5000) + '\nshort\n');
+  await waitFor('lines', () => seen.length === 2);
+  assert.deepEqual(seen, ['a'.repeat(100), 'short']);
+  assert.equal((await metrics.overlongLines.get()).values[0]?.value, 1);
+});
+
+// ---- syslog receiver ----
+
+const AUTH_LINE_MSG = '6APHYwNB014021: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=testuser, relay=h [198.51.100.7]';
+
+function addressOf(l: SourceLine): string | undefined {
+  const r = parseLine(l.line, l.receivedAt);
+  return r.outcome === 'matched' && 'address' in r.record ? r.record.address : undefined;
+}
+
+test('syslog receiver: UDP datagrams from node dgram, RFC 3164 and RFC 5424', async (t) => {
+  const got: SourceLine[] = [];
+  const rx = new SyslogReceiver({ listen: [{ kind: 'udp', host: '127.0.0.1', port: 0 }, { kind: 'udp', host: '::1', port: 0 }] }, (l) => got.push(l));
+  t.after(() => rx.stop());
+  await rx.start();
+  const ports = rx.listeners.map((l) => (l.kind === 'unix' ? 0 : l.port));
+  const [v4, v6] = ports;
+  const s4 = createSocket('udp4');
+  const s6 = createSocket('udp6');
+  t.after(() => s4.close());
+  t.after(() => s6.close());
+  s4.send(`<22>Nov 25 17:35:00 vm sendmail[14021]: ${AUTH_LINE_MSG}\n`, v4!, '127.0.0.1');
+  s6.send(`<22>1 2026-11-25T17:35:00.123456+01:00 vm sm-mta 14021 - [meta x="1\\]"] ${AUTH_LINE_MSG}`, v6!, '::1');
+  await waitFor('two datagrams', () => got.length === 2);
+  assert.deepEqual(got.map(addressOf), ['198.51.100.7', '198.51.100.7']);
+  assert.ok(got.every((l) => l.origin === 'syslog:udp' && !l.line.endsWith('\n')));
+});
+
+test('syslog receiver: TCP with octet counting and LF framing, unix stream with NUL', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'log.sock');
+  const got: SourceLine[] = [];
+  const rx = new SyslogReceiver({ listen: [{ kind: 'tcp', host: '127.0.0.1', port: 0 }, { kind: 'unix', path: sock }] }, (l) => got.push(l));
+  t.after(() => rx.stop());
+  await rx.start();
+  const tcp = rx.listeners.find((l) => l.kind === 'tcp') as { port: number };
+  const m1 = `<22>1 2026-11-25T17:35:00Z vm sendmail 1 - - ${AUTH_LINE_MSG}`;
+  const m2 = `<22>Nov 25 17:35:00 vm sendmail[2]: ${AUTH_LINE_MSG}`;
+  const payload = Buffer.concat([
+    Buffer.from(`${Buffer.byteLength(m1)} ${m1}`), Buffer.from(`${m2}\n`),
+  ]);
+  await new Promise<void>((resolve, reject) => {
+    const c = connect(tcp.port, '127.0.0.1', () => {
+      // Split the frames at an awkward byte to exercise reassembly.
+      c.write(payload.subarray(0, 7));
+      setTimeout(() => c.end(payload.subarray(7)), 20);
+    });
+    c.on('error', reject);
+    c.on('close', () => resolve());
+  });
+  await new Promise<void>((resolve, reject) => {
+    const c = connect(sock, () => c.end(`<38>Nov 25 17:35:01 saslauthd[3]: x\0<38>Nov 25 17:35:02 saslauthd[3]: y\0`));
+    c.on('error', reject);
+    c.on('close', () => resolve());
+  });
+  await waitFor('four messages', () => got.length === 4);
+  assert.deepEqual(got.slice(0, 2).map(addressOf), ['198.51.100.7', '198.51.100.7']);
+  assert.deepEqual(got.slice(2).map((l) => [l.origin, l.line]), [
+    ['syslog:unix', '<38>Nov 25 17:35:01 saslauthd[3]: x'],
+    ['syslog:unix', '<38>Nov 25 17:35:02 saslauthd[3]: y'],
+  ]);
+});
+
+test('syslog receiver refuses a non-loopback bind unless allowed', () => {
+  assert.throws(() => new SyslogReceiver({ listen: [{ kind: 'udp', host: '0.0.0.0', port: 0 }] }, () => undefined));
+  assert.throws(() => new SyslogReceiver({ listen: [{ kind: 'udp', host: 'localhost', port: 0 }] }, () => undefined));
+});
+
+const hasLogger = spawnSync('logger', ['--version']).status === 0;
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: 5000 }, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+test('syslog receiver: real datagrams and streams from util-linux logger', async (t) => {
+  if (!needsOrSkip(t, hasLogger, 'logger (bsdutils) not installed')) return;
+  const dir = tempDir(t);
+  const sock = join(dir, 'stream.sock');
+  const got: SourceLine[] = [];
+  const rx = new SyslogReceiver({
+    listen: [{ kind: 'udp', host: '127.0.0.1', port: 0 }, { kind: 'tcp', host: '127.0.0.1', port: 0 }, { kind: 'unix', path: sock }],
+  }, (l) => got.push(l));
+  t.after(() => rx.stop());
+  await rx.start();
+  const udp = rx.listeners.find((l) => l.kind === 'udp') as { port: number };
+  const tcp = rx.listeners.find((l) => l.kind === 'tcp') as { port: number };
+  const P = String(udp.port);
+  // nohost: logger then never looks its own name up.
+  await run('logger', ['-n', '127.0.0.1', '-P', P, '-d', '--rfc5424=nohost', '-t', 'sendmail', '--id=14021', AUTH_LINE_MSG]);
+  await run('logger', ['-n', '127.0.0.1', '-P', P, '-d', '--rfc3164', '-t', 'sm-mta', '--id=14022', AUTH_LINE_MSG]);
+  await run('logger', ['-n', '127.0.0.1', '-P', String(tcp.port), '-T', '--octet-count', '--rfc5424=nohost', '-t', 'sendmail', AUTH_LINE_MSG]);
+  await run('logger', ['-u', sock, '-T', '-t', 'sendmail', AUTH_LINE_MSG]);
+  await waitFor('four messages', () => got.length === 4);
+  const byOrigin = got.map((l) => l.origin).sort();
+  assert.deepEqual(byOrigin, ['syslog:tcp', 'syslog:udp', 'syslog:udp', 'syslog:unix']);
+  for (const l of got) assert.equal(addressOf(l), '198.51.100.7', l.line);
+  const pids = got.filter((l) => l.origin === 'syslog:udp').map((l) => {
+    const r = parseLine(l.line, l.receivedAt);
+    return r.outcome === 'matched' ? r.record.pid : undefined;
+  }).sort();
+  assert.deepEqual(pids, [14021, 14022]);
+});
+
+// ---- journal ----
+
+test('journal: parses journalctl JSON lines and restarts after the last cursor', async (t) => {
+  const dir = tempDir(t);
+  const script = join(dir, 'fake-journalctl');
+  const argsLog = join(dir, 'args');
+  // Stands in for journalctl: records its arguments, prints one entry, exits.
+  writeFileSync(script, `#!/bin/sh
+echo "$*" >> '${argsLog}'
+n=$(wc -l < '${argsLog}')
+printf '%s\\n' "{\\"__CURSOR\\":\\"s=abc;i=$n\\",\\"__REALTIME_TIMESTAMP\\":\\"1795628113000000\\",\\"SYSLOG_IDENTIFIER\\":\\"sm-mta\\",\\"_PID\\":\\"14021\\",\\"MESSAGE\\":\\"NOQUEUE: connect from h [198.51.100.$n]\\"}"
+`);
+  chmodSync(script, 0o755);
+  const got: SourceLine[] = [];
+  const j = new JournalSource({ command: script, restartMinMs: 20, restartMaxMs: 80 }, (l) => got.push(l));
+  t.after(() => j.stop());
+  j.start();
+  await waitFor('three runs', () => got.length >= 3);
+  await j.stop();
+  const runs = readFileSync(argsLog, 'utf8').trim().split('\n');
+  assert.ok(runs[0]!.includes('--lines=0'));
+  assert.ok(runs[0]!.includes('SYSLOG_IDENTIFIER=sendmail SYSLOG_IDENTIFIER=sm-mta SYSLOG_IDENTIFIER=saslauthd + SYSLOG_FACILITY=4 SYSLOG_FACILITY=10'));
+  assert.ok(runs[1]!.includes('--after-cursor=s=abc;i=1'), runs[1]);
+  assert.ok(runs[2]!.includes('--after-cursor=s=abc;i=2'), runs[2]);
+  assert.deepEqual(got.slice(0, 3).map(addressOf), ['198.51.100.1', '198.51.100.2', '198.51.100.3']);
+  assert.ok(got.every((l) => l.origin === 'journal'));
+});
+
+test('journal: a missing journalctl is retried, not fatal', async (t) => {
+  const j = new JournalSource({ command: '/nonexistent/journalctl', restartMinMs: 10, restartMaxMs: 20 }, () => undefined);
+  t.after(() => j.stop());
+  j.start();
+  await waitFor('retries', () => j.starts >= 3);
+  await j.stop();
+  const n = j.starts;
+  await sleep(60);
+  assert.equal(j.starts, n, 'no restart after stop');
+});

@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LineSplitter } from '../../../src/logs/sources/line-splitter.js';
+import { StreamFramer } from '../../../src/logs/sources/syslog-receiver.js';
+import { DEFAULT_JOURNAL_OPTIONS, journalArgs } from '../../../src/logs/sources/journal.js';
+
+function split(max: number, chunks: string[]): Array<[string, boolean]> {
+  const out: Array<[string, boolean]> = [];
+  const s = new LineSplitter(max, (l, t) => out.push([l, t]));
+  for (const c of chunks) s.push(Buffer.from(c));
+  return out;
+}
+
+test('LineSplitter joins chunks, holds the partial line, strips CR', () => {
+  assert.deepEqual(split(100, ['ab', 'c\nde', 'f\r\n', 'g']), [['abc', false], ['def', false]]);
+});
+
+test('LineSplitter keeps a held partial intact when the caller reuses its buffer', () => {
+  const out: string[] = [];
+  const s = new LineSplitter(100, (l) => out.push(l));
+  const buf = Buffer.from('hello');
+  s.push(buf);
+  buf.write('XXXXX');
+  s.push(Buffer.from(' world\n'));
+  assert.deepEqual(out, ['hello world']);
+});
+
+test('LineSplitter cuts over-long lines once and drops their rest', () => {
+  assert.deepEqual(split(4, ['abcdefgh', 'ij\nok\n']), [['abcd', true], ['ok', false]]);
+  assert.deepEqual(split(4, ['abcdefgh\nxy\n']), [['abcd', true], ['xy', false]]);
+});
+
+test('LineSplitter splits multi-byte UTF-8 across chunks correctly', () => {
+  const bytes = Buffer.from('é€\n');
+  const out: string[] = [];
+  const s = new LineSplitter(100, (l) => out.push(l));
+  for (const b of bytes) s.push(Buffer.from([b]));
+  assert.deepEqual(out, ['é€']);
+});
+
+function frame(max: number, chunks: Array<string | Buffer>): Array<[string, boolean]> {
+  const out: Array<[string, boolean]> = [];
+  const f = new StreamFramer(max, (m, t) => out.push([m, t]));
+  for (const c of chunks) f.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return out;
+}
+
+test('StreamFramer: octet counting, byte by byte', () => {
+  const text = '10 <13>hello\n11 <13>a b\nc d';
+  const out: Array<[string, boolean]> = [];
+  const f = new StreamFramer(100, (m, t) => out.push([m, t]));
+  for (const b of Buffer.from(text)) f.push(Buffer.from([b]));
+  // An octet-counted frame may itself contain LF.
+  assert.deepEqual(out, [['<13>hello\n', false], ['<13>a b\nc d', false]]);
+});
+
+test('StreamFramer: LF and NUL framing, mixed with octet counting', () => {
+  assert.deepEqual(frame(100, ['<13>a\n<13>b\0', '5 <13>c<13>d\n']), [
+    ['<13>a', false], ['<13>b', false], ['<13>c', false], ['<13>d', false],
+  ]);
+});
+
+test('StreamFramer: over-long frames are cut and the stream stays in sync', () => {
+  assert.deepEqual(frame(5, ['10 0123456789', '<1>ok\n']), [['01234', true], ['<1>ok', false]]);
+  assert.deepEqual(frame(5, ['<13>toolong', 'still\n<1>x\n']), [['<13>t', true], ['<1>x', false]]);
+});
+
+test('journalctl arguments: new entries only at first, then after the cursor', () => {
+  assert.deepEqual(journalArgs(DEFAULT_JOURNAL_OPTIONS, null), [
+    '--follow', '--output=json', '--no-pager', '--quiet', '--lines=0',
+    'SYSLOG_IDENTIFIER=sendmail', 'SYSLOG_IDENTIFIER=sm-mta', 'SYSLOG_IDENTIFIER=saslauthd',
+    '+', 'SYSLOG_FACILITY=4', 'SYSLOG_FACILITY=10',
+  ]);
+  const a = journalArgs({ ...DEFAULT_JOURNAL_OPTIONS, facilities: [] }, 's=1;i=2');
+  assert.deepEqual(a.slice(4), ['--after-cursor=s=1;i=2', 'SYSLOG_IDENTIFIER=sendmail', 'SYSLOG_IDENTIFIER=sm-mta', 'SYSLOG_IDENTIFIER=saslauthd']);
+});
