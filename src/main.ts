@@ -133,6 +133,9 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   let milter = await MilterServer.start(milterInit(cfg));
 
   let inputs: LogInputs = await startLogInputs(cfg.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+  // The first tick starts the correlator's start-grace clock: sessions opened before authban
+  // started are unknown, so attribution by time waits until they are gone.
+  correlator.tick(Date.now());
   const ticker = setInterval(() => correlator.tick(Date.now()), TICK_MS);
   ticker.unref();
 

@@ -89,8 +89,11 @@ const HOUSEKEEPING_MS = 10_000;
 /** Evidence kept with a ban beyond the maxretry failures that caused it. */
 const EXTRA_EVIDENCE = 3;
 
+/** Options that size or key the in-memory structures: a reload cannot change them. */
+const RESTART_ONLY = ['ipv6Prefix', 'maxTracked', 'maxAttemptKeys', 'evidenceMaxBytes', 'maxTrackedUsers', 'userAddressCap'] as const;
+
 export class BanEngine extends EventEmitter<BanEngineEvents> {
-  readonly policy: BanPolicy;
+  private current: BanPolicy;
   private readonly log: Logger;
   private readonly metrics: BansMetrics | undefined;
   private readonly store: StateStore | undefined;
@@ -108,7 +111,7 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
 
   constructor(deps: BanEngineDeps) {
     super();
-    this.policy = compileBanPolicy(deps.policy, deps.ownAddresses);
+    this.current = compileBanPolicy(deps.policy, deps.ownAddresses);
     this.log = deps.log;
     this.metrics = deps.metrics;
     this.store = deps.store;
@@ -121,6 +124,31 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
     this.evidence = new EvidenceStore(p.evidenceMaxBytes, p.maxretry + EXTRA_EVIDENCE);
     this.attempts = new AttemptIndex(p.maxAttemptKeys, p.findtime * 1000);
     this.users = new UserTracker({ findtime: p.findtime, threshold: p.userThreshold, maxUsers: p.maxTrackedUsers, addressCap: p.userAddressCap });
+  }
+
+  get policy(): BanPolicy {
+    return this.current;
+  }
+
+  /**
+   * Applies a new policy (config reload). Throws, changing nothing, when it is invalid. Options
+   * that size or key the tables (RESTART_ONLY) keep their old value until restart, with a
+   * warning. Existing bans keep their end, even for addresses now ignored.
+   */
+  reconfigure(options: Partial<BanPolicyOptions>, ownAddresses: readonly string[] = []): void {
+    const next = compileBanPolicy(options, ownAddresses);
+    const kept = RESTART_ONLY.filter((k) => next[k] !== this.current[k]);
+    if (kept.length > 0) {
+      this.log.warn({ event: 'reconfigure_needs_restart', keys: kept }, `ban options ${kept.join(', ')} change only on restart; keeping the running values`);
+    }
+    const fixed: Partial<BanPolicy> = {};
+    for (const k of kept) Object.assign(fixed, { [k]: this.current[k] });
+    this.current = { ...next, ...fixed };
+    this.counter.findtime = this.current.findtime;
+    this.attempts.ttlMs = this.current.findtime * 1000;
+    this.evidence.perKey = this.current.maxretry + EXTRA_EVIDENCE;
+    this.users.setWindow(this.current.findtime, this.current.userThreshold);
+    this.log.info({ event: 'reconfigured', dryRun: this.current.dryRun, findtime: this.current.findtime, maxretry: this.current.maxretry }, 'ban policy reloaded');
   }
 
   /**

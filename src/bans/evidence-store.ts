@@ -54,8 +54,8 @@ function recordBytes(rec: FailureRecord): number {
 export class EvidenceStore {
   private readonly lru: LRUCache<string, FailureRecord[]>;
 
-  /** `perKey`: records kept per key (the newest). */
-  constructor(maxBytes: number, private readonly perKey: number) {
+  /** `perKey`: records kept per key (the newest); may change on reload. */
+  constructor(maxBytes: number, public perKey: number) {
     this.lru = new LRUCache<string, FailureRecord[]>({
       maxSize: maxBytes,
       sizeCalculation: (list) => list.reduce((n, r) => n + recordBytes(r), 120),
@@ -100,7 +100,8 @@ export interface AttemptRef {
 export class AttemptIndex {
   private readonly lru: LRUCache<string, AttemptRef>;
 
-  constructor(max: number, private readonly ttlMs: number) {
+  /** `ttlMs` may change on reload. */
+  constructor(max: number, public ttlMs: number) {
     this.lru = new LRUCache<string, AttemptRef>({ max });
   }
 

@@ -22,7 +22,8 @@ export interface FailCounterOptions {
 
 export class FailCounter {
   private readonly lru: LRUCache<string, Stamps>;
-  private readonly findtime: number;
+  /** Seconds; may change on reload. */
+  findtime: number;
 
   constructor(opts: FailCounterOptions) {
     this.findtime = opts.findtime;

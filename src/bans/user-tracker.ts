@@ -25,8 +25,13 @@ export class UserTracker {
   /** user -> (key -> last failure, ms). Map order is refresh order, so the oldest come first. */
   private readonly users: LRUCache<string, Map<string, number>>;
 
-  constructor(private readonly opts: UserTrackerOptions) {
+  constructor(private opts: UserTrackerOptions) {
     this.users = new LRUCache<string, Map<string, number>>({ max: opts.maxUsers });
+  }
+
+  /** On reload: the window and threshold may change; the caps stay as built. */
+  setWindow(findtime: number, threshold: number): void {
+    this.opts = { ...this.opts, findtime, threshold };
   }
 
   add(user: string, key: string, atMs: number): void {

@@ -125,7 +125,7 @@ type SendmailRecord = Extract<LogRecord, { kind: `sendmail-${string}` }>;
 
 export class Correlator {
   readonly stats: CorrelatorStats = { failures: {}, corroborated: 0, ambiguous: 0, unattributed: {}, addressMismatch: 0 };
-  private readonly opts: CorrelatorOptions;
+  private opts: CorrelatorOptions;
   private readonly index: SessionIndex;
   private readonly deps: CorrelatorDeps;
   private readonly sessions = new WeakMap<Session, SessionState>();
@@ -147,6 +147,11 @@ export class Correlator {
     this.index = deps.index;
     this.opts = { ...DEFAULT_CORRELATOR_OPTIONS, ...options };
     this.smtp = new Set(this.opts.smtpServices);
+  }
+
+  /** Applies reloaded options; lines already held keep the deadlines they were given. */
+  reconfigure(options: Partial<CorrelatorOptions>): void {
+    this.opts = { ...this.opts, ...options };
   }
 
   /** Lines currently held (all kinds). */

@@ -30,7 +30,7 @@ export interface Config {
   state: { dir: string };
   logs: {
     files: { path: string; fromStart: boolean }[];
-    syslog: { udp: string | null };
+    syslog: { udp: string | null; tcp: string | null; unix: string | null };
     journal: { enabled: boolean; identifiers: string[] };
     timezone: string;
   };
@@ -84,7 +84,7 @@ export const CONFIG_SCHEMA: Spec = {
         fallbackVerdict: oneOf('continue', ['continue', 'tempfail'], 'Verdict sent when the handler misses its deadline or fails.'),
         unixSocketMode: str('0660', 'File mode of unix listener sockets, octal.', (v) => (/^0?[0-7]{3}$/.test(v) ? null : 'expected an octal mode like "0660"')),
         shutdownGraceMs: num(5000, 'On SIGTERM, how long open milter sessions may run before they are closed.', 0, 60000, 'milliseconds'),
-        refuseText: str('Too many failed logins from your address, try again later', 'Text of the 421 4.7.1 reply to a banned address (sendmail shows its own text to the client; this one is logged).', (v) => (/^[\x20-\x7e]{1,200}$/.test(v) ? null : 'expected 1 to 200 printable ASCII characters')),
+        refuseText: str('Too many failed authentication attempts, try again later', 'Text of the 421 4.7.1 reply to a banned address (sendmail shows its own text to the client; this one is logged).', (v) => (/^[\x20-\x7e]{1,200}$/.test(v) ? null : 'expected 1 to 200 printable ASCII characters')),
         refused: { kind: 'array', default: [], of: str('', 'address or network', checkCidr), doc: 'Addresses or networks always answered 421 at connect, besides the ban table.' },
       },
     },
@@ -131,14 +131,18 @@ export const CONFIG_SCHEMA: Spec = {
         syslog: {
           kind: 'object',
           doc: 'A syslog receiver rsyslog can forward to.',
-          fields: { udp: { kind: 'string', default: null, nullable: true, check: checkHostPort, doc: 'HOST:PORT for UDP syslog (RFC 3164 and 5424), e.g. "127.0.0.1:5514"; null: off.' } },
+          fields: {
+            udp: { kind: 'string', default: null, nullable: true, check: checkHostPort, doc: 'HOST:PORT for UDP syslog (RFC 3164 and 5424), e.g. "127.0.0.1:5514"; loopback only; null: off.' },
+            tcp: { kind: 'string', default: null, nullable: true, check: checkHostPort, doc: 'HOST:PORT for TCP syslog (octet-counted or LF-framed, as rsyslog omfwd sends); loopback only; null: off.' },
+            unix: { kind: 'string', default: null, nullable: true, check: (v) => (v.startsWith('/') ? null : 'expected an absolute path'), doc: 'Path of a unix stream socket for syslog (LF or NUL framed); null: off. Node has no unix datagram sockets.' },
+          },
         },
         journal: {
           kind: 'object',
           doc: 'systemd journal via journalctl -f -o json.',
           fields: {
             enabled: bool(false, 'Follow the journal.'),
-            identifiers: { kind: 'array', default: ['sendmail', 'sm-mta', 'saslauthd', 'dovecot'], of: str('', 'identifier'), doc: 'SYSLOG_IDENTIFIERs to follow.' },
+            identifiers: { kind: 'array', default: ['sendmail', 'sm-mta', 'saslauthd'], of: str('', 'identifier'), doc: 'SYSLOG_IDENTIFIERs to follow.' },
           },
         },
         timezone: str('local', 'Time zone of BSD syslog timestamps: "local", "UTC" or an offset like "+01:00".', (v) => (/^(?:local|UTC|[+-]\d{2}:\d{2})$/.test(v) ? null : 'expected "local", "UTC" or "+HH:MM"')),

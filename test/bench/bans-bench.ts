@@ -6,7 +6,9 @@
  *
  *   node --import tsx test/bench/bans-bench.ts [total=1500000] [cap=1000000]
  *
- * It re-runs itself in a child node with --expose-gc, so heap figures are after a full GC.
+ * It re-runs itself in a child node with --expose-gc, so figures are after a full GC and 1.5 s
+ * of idle (V8 returns freed pages in the background; measured at once, RSS reads up to ~100 MB
+ * higher). Set BANS_BENCH_POLICY='{"evidenceMaxBytes":...}' to try other options.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +20,10 @@ import { createBansMetrics } from '../../src/bans/metrics.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+  const self = fileURLToPath(import.meta.url);
+  // Compiled (dist/), it runs as plain JS: the figures then lack tsx's own ~40 MB.
+  const loader = self.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const r = spawnSync(process.execPath, ['--expose-gc', ...loader, self, ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 
@@ -29,9 +34,11 @@ const MB = 1024 * 1024;
 const users = Array.from({ length: 50 }, (_, i) => `user${i}`);
 const now = Date.UTC(2026, 0, 15, 12);
 
-function measure(): { rss: number; heap: number; heapTotal: number } {
+/** After a full GC and a short idle, when V8 has handed freed pages back: the steady-state figure. */
+async function measure(): Promise<{ rss: number; heap: number; heapTotal: number }> {
   gc!();
   gc!();
+  await new Promise((r) => setTimeout(r, 1500));
   const m = process.memoryUsage();
   return { rss: m.rss, heap: m.heapUsed, heapTotal: m.heapTotal };
 }
@@ -64,7 +71,7 @@ const engine = new BanEngine({
   tickMs: 0,
 });
 await engine.start();
-const base = measure();
+const base = await measure();
 console.log(`baseline: rss ${(base.rss / MB).toFixed(1)} MB, heap ${(base.heap / MB).toFixed(1)} MB; cap ${cap}`);
 console.log('fed\ttracked\trss MB\theap MB\theapTotal MB\trss B/key\theap B/key\tfailures/s');
 let fed = 0;
@@ -75,7 +82,7 @@ while (fed < total) {
   for (; fed < next; fed++) engine.report(failureOf(fed));
   const ms = performance.now() - start;
   busyMs += ms;
-  const m = measure();
+  const m = await measure();
   const tracked = engine.stats().trackedKeys;
   const rate = Math.round(fed / (busyMs / 1000));
   console.log(

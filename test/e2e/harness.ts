@@ -7,7 +7,7 @@
  * to authban through its control socket, a path on the shared filesystem.
  * See SENDMAIL.md (/work/shared) for the traps each step avoids.
  */
-import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -241,9 +241,9 @@ export class Stack {
     const ns = this.ns;
     this.spawn('rsyslogd', [...ns.enter(), tool('rsyslogd'), '-n', '-f', join(d, 'rsyslog.conf'), '-i', join(d, 'rsyslogd.pid')]);
     await pollUntil('/dev/log in the namespace', async () => ((await run([...ns.enter(), '/usr/bin/test', '-S', '/dev/log'], 5000)).code === 0 ? true : undefined), 10_000);
-    // -d keeps saslauthd in the foreground (and still logs to syslog); 6 pre-forked workers, so
+    // -d keeps saslauthd in the foreground (and still logs to syslog); 16 pre-forked workers, so
     // parallel wrong passwords do not queue behind PAM's 2 s fail delay.
-    this.spawn('saslauthd', [...ns.enter(), tool('saslauthd'), '-d', '-a', 'pam', '-n', '6', '-m', join(d, 'saslauthd')]);
+    this.spawn('saslauthd', [...ns.enter(), tool('saslauthd'), '-d', '-a', 'pam', '-n', '16', '-m', join(d, 'saslauthd')]);
     await pollUntil('saslauthd mux', async () => (existsSync(join(d, 'saslauthd/mux')) ? true : undefined), 10_000);
     this.user = await createUser();
     this.spawn('sendmail', [...ns.enter(), tool('sendmail'), '-bD', '-C', join(d, 'sendmail.cf')]);
@@ -268,7 +268,7 @@ export class Stack {
     const proc = this.spawn(`authban-${n}`, [...ns.enter(REPO_ROOT), process.execPath, '--import', 'tsx', 'src/cli.ts', 'run', '--config', file]);
     this.authban = new Authban(proc, this.controlSocket, ns);
     await pollUntil('authban milter listening and control socket', async () => {
-      if (!proc.running) throw new Error(`authban exited; see ${join(this.dir, `authban-${n}.out`)}`);
+      if (!proc.running) throw new Error(`authban exited:\n${readFileSync(join(this.dir, `authban-${n}.out`), 'utf8').slice(-2000)}`);
       return existsSync(this.controlSocket) && (await ns.listening(MILTER_PORT)) ? true : undefined;
     }, 30_000, 200);
     return this.authban;

@@ -52,6 +52,5 @@ test('saslauthd/PAM lines only, client address from the milter session', { timeo
     assert.deepEqual(bans.map((b) => b.target), [SOLO]);
   });
 
-  t.diagnostic(figures.report('saslauthd/PAM only'));
-  process.stdout.write(`${figures.report('e2e figures, saslauthd/PAM lines only')}\n`);
+  for (const line of figures.report('saslauthd/PAM only')) t.diagnostic(line);
 });

@@ -135,17 +135,18 @@ export class Figures {
     for (const q of failedQueueIds) if (cited.has(q)) this.attributed++;
   }
 
-  report(title: string): string {
+  /** Lines for t.diagnostic (one each: the reporters do not keep newlines). */
+  report(title: string): string[] {
     const lat = this.latencies.length
       ? `p50 ${percentile(this.latencies, 50)} ms, p99 ${percentile(this.latencies, 99)} ms over ${this.latencies.length} bans`
       : 'no bans timed';
     return [
-      `${title}:`,
+      `e2e figures, ${title}:`,
       `  wrong-password sessions attributed correctly: ${this.attributed}/${this.wrongSessions}`,
       `  failures attributed to the wrong address: ${this.misattributed}`,
       `  failures refused as ambiguous: ${this.ambiguousRefused}`,
       `  innocent addresses banned: ${this.innocentBanned}`,
       `  failed-AUTH reply -> ban: ${lat}`,
-    ].join('\n');
+    ];
   }
 }

@@ -69,8 +69,7 @@ for (const logLevel of [9, 14]) {
         assert.ok(ban.evidence.every((f) => f.evidence.some((e) => e.kind === 'session')), `${ban.target}: every failure names its session`);
         figures.checkBan(ban, failed.get(ban.target) ?? new Set(), truth);
       }
-      t.diagnostic(figures.report(`LogLevel ${logLevel}`));
-      process.stdout.write(`${figures.report(`e2e figures, sendmail LogLevel ${logLevel}`)}\n`);
+      for (const line of figures.report(`LogLevel ${logLevel}`)) t.diagnostic(line);
       assert.equal(figures.misattributed, 0);
       assert.equal(figures.attributed, figures.wrongSessions);
     });

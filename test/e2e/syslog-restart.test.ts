@@ -44,6 +44,5 @@ test('syslog forwarding feeds authban; its ban survives a restart', { timeout: 1
     assert.equal(good.code, 0);
   });
 
-  t.diagnostic(figures.report('syslog UDP + restart'));
-  process.stdout.write(`${figures.report('e2e figures, syslog UDP + restart')}\n`);
+  for (const line of figures.report('syslog UDP + restart')) t.diagnostic(line);
 });

@@ -253,3 +253,20 @@ test('isBanned accepts IPv4-mapped and sendmail-style IPv6 text', async () => {
   assert.equal(e.isBanned('IPv6:2001:0db8:0007:0000:0000:0000:0000:0099'), true);
   assert.equal(e.isBanned('garbage:'), false);
 });
+
+test('reconfigure: new policy applies at once, invalid options change nothing, table-shaping ones wait for restart', () => {
+  const { log, lines } = capturingLogger();
+  const { engine: e, clock } = engine({ maxretry: 5 }, { log });
+  e.report(failure('198.51.100.7', clock.now()));
+  e.report(failure('198.51.100.7', clock.now()));
+  assert.throws(() => e.reconfigure({ maxretry: 0 }), /"maxretry" must be >= 1/);
+  assert.equal(e.policy.maxretry, 5);
+  e.reconfigure({ maxretry: 3, ipv6Prefix: 48, ignore: ['203.0.113.0/24'] }, ['198.51.100.250']);
+  assert.equal(e.policy.ipv6Prefix, 64, 'kept until restart');
+  assert.deepEqual(lines.find((l) => l.event === 'reconfigure_needs_restart')?.keys, ['ipv6Prefix']);
+  assert.deepEqual(e.report(failure('203.0.113.1', clock.now())), { kind: 'ignored', reason: 'ignored' });
+  assert.deepEqual(e.report(failure('198.51.100.250', clock.now())), { kind: 'ignored', reason: 'own' });
+  assert.equal(e.report(failure('198.51.100.7', clock.now())).kind, 'banned', 'the third failure bans under maxretry 3');
+  e.reconfigure({ maxretry: 1, dryRun: true });
+  assert.equal(e.report(failure('198.51.100.8', clock.now())).kind, 'would-ban');
+});
