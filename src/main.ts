@@ -64,6 +64,9 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   const started = Date.now();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'authban_' });
+  // prom-client names three gauges `_total`, a suffix Prometheus keeps for counters (promtool
+  // rejects them); the per-type breakdowns without the suffix carry the same information.
+  for (const n of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`authban_nodejs_active_${n}_total`);
   const milterMetrics = createMilterMetrics(registry);
   const bansMetrics = createBansMetrics(registry);
   const correlateMetrics = createCorrelateMetrics(registry);
