@@ -200,13 +200,12 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
       }
       this.attempts.remember(f.attemptKey, { key, at: f.at });
     }
-    const rec = recordOf(f);
     if (f.user) this.users.add(f.user, key, f.at);
 
     const active = this.table.get(key);
     if (active && (active.expiresAt === null || active.expiresAt > now)) return this.ignored('banned');
 
-    this.evidence.add(key, rec);
+    this.evidence.add(key, recordOf(f));
     const failures = this.counter.add(key, f.at);
     if (failures < this.policy.maxretry) return { kind: 'counted', key, failures };
 

@@ -16,8 +16,7 @@ const MAXRETRY = 3;
 
 test('saslauthd/PAM lines only, client address from the milter session', { timeout: 120_000 }, async (t) => {
   if (!e2eReady(t)) return;
-  // Sub-second timestamps: a line's time then tells apart back-to-back sessions.
-  const stack = await Stack.start({ logLevel: 9, timestamps: 'iso' });
+  const stack = await Stack.start({ logLevel: 9 });
   t.after(() => stack.stop());
   // No grace: this authban saw every session of this sendmail from its first one.
   const authban = await stack.startAuthban({ bans: { maxretry: MAXRETRY }, logFiles: ['auth'], correlate: { startGraceMs: 0 } });
