@@ -41,12 +41,13 @@ export class Proc {
         resolve({ code, signal });
       });
     });
-    this.child.once('error', (err) => this.log.write(`spawn error: ${String(err)}\n`));
-    this.child.stderr?.pipe(this.log, { end: false });
+    this.child.once('error', (err) => this.record(`spawn error: ${String(err)}\n`));
+    // Output can still arrive after exit (a forked child keeps the pipe): never write past end.
+    this.child.stderr?.on('data', (chunk: Buffer) => this.record(chunk));
     if (this.child.stdout) {
       createInterface({ input: this.child.stdout }).on('line', (text) => {
         this.lines.push({ at: Date.now(), text });
-        this.log.write(`${text}\n`);
+        this.record(`${text}\n`);
         this.wake();
       });
     }
@@ -91,8 +92,12 @@ export class Proc {
     this.closeLog();
   }
 
+  private record(data: string | Buffer): void {
+    if (!this.log.writableEnded) this.log.write(data);
+  }
+
   private closeLog(): void {
-    if (!this.log.closed) this.log.end();
+    if (!this.log.writableEnded) this.log.end();
   }
 
   private wake(): void {

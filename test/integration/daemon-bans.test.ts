@@ -191,3 +191,51 @@ test('a corrupt state file is set aside and reported; the daemon starts and serv
   const r = await cli(['ban', '198.51.100.40', '--socket', d.socket]);
   assert.equal(r.code, 0, r.stderr);
 });
+
+test('the syslog receiver feeds a running daemon that bans after maxretry', async (t) => {
+  const { createSocket } = await import('node:dgram');
+  const dir = tempDir();
+  const d = await startDaemon(dir, testConfig(dir, { bans: { maxretry: 2, findtime: 60 }, logs: { syslog: { udp: '127.0.0.1:0' } } }));
+  const sender = createSocket('udp4');
+  t.after(async () => {
+    sender.close();
+    await d.kill();
+    removeDir(dir);
+  });
+  const inputs = await d.waitForLog((l) => l.what === 'logs');
+  const port = (inputs.syslog as { port: number }[])[0]!.port;
+  for (let i = 0; i < 2; i++) {
+    const s = await openSession(d.milterPort, ATTACKER, 25000 + i);
+    // As rsyslog forwards it: <PRI> (mail.info = 22) and an RFC 3164 header.
+    const line = `<22>${authFailureLine(s, ATTACKER).trimEnd()}`;
+    await new Promise<void>((resolve, reject) => sender.send(line, port, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+    await s.client.quit();
+  }
+  const ban = await d.waitForLog((l) => l.event === 'ban', 10000);
+  assert.equal(ban.address, ATTACKER);
+  assert.deepEqual(ban.sources, ['sendmail']);
+});
+
+test('SIGTERM: stops accepting, lets an open session finish, persists, exits 0', async (t) => {
+  const dir = tempDir();
+  const cfg = testConfig(dir, { milter: { listen: ['inet:0@127.0.0.1'], shutdownGraceMs: 5000 } });
+  const d = await startDaemon(dir, cfg);
+  t.after(async () => {
+    await d.kill();
+    removeDir(dir);
+  });
+  assert.ok((await controlRequest(d.socket, { cmd: 'ban', args: { address: '198.51.100.90' } })).ok);
+  const open = await openSession(d.milterPort, BYSTANDER, 26000);
+  const exit = d.stop();
+  await d.waitForLog((l) => l.event === 'stopping');
+  // New connections are refused while the open session is still served.
+  await assert.rejects(openSession(d.milterPort, BYSTANDER, 26001));
+  open.client.send({ cmd: 'helo', name: 'finishing.test' });
+  await open.client.quit();
+  assert.equal(await exit, 0);
+  const again = await startDaemon(dir, cfg);
+  t.after(() => again.kill());
+  const list = await controlRequest(again.socket, { cmd: 'list' });
+  assert.ok(list.ok);
+  assert.deepEqual((list.result as { target: string }[]).map((b) => b.target), ['198.51.100.90']);
+});
