@@ -313,7 +313,7 @@ export class Stack {
     }
     const p = this.spawn(`swaks-${n}`, argv);
     const timer = setTimeout(() => void p.stop(1000), 60_000);
-    const { code } = await p.exited;
+    const { code } = await p.finished;
     clearTimeout(timer);
     return { code, lines: p.lines, ...parseSwaks(p.lines) };
   }

@@ -22,6 +22,8 @@ export interface ProcOptions {
 export class Proc {
   readonly lines: Line[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Exited and its output fully read (a short-lived command's transcript is then complete). */
+  readonly finished: Promise<{ code: number | null }>;
   private readonly child: ChildProcess;
   private readonly log: WriteStream;
   private readonly waiters = new Set<() => void>();
@@ -41,6 +43,7 @@ export class Proc {
         resolve({ code, signal });
       });
     });
+    this.finished = new Promise((resolve) => this.child.once('close', (code) => resolve({ code })));
     this.child.once('error', (err) => this.record(`spawn error: ${String(err)}\n`));
     // Output can still arrive after exit (a forked child keeps the pipe): never write past end.
     this.child.stderr?.on('data', (chunk: Buffer) => this.record(chunk));

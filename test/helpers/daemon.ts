@@ -50,10 +50,18 @@ export function testConfig(dir: string, overrides: Record<string, Record<string,
   return base;
 }
 
-export async function startDaemon(dir: string, config: Record<string, unknown>, timeoutMs = 20000): Promise<RunningDaemon> {
+export interface StartOptions {
+  /** Command the daemon runs under, e.g. `ip netns exec NS` to run it inside a test namespace. */
+  readonly prefix?: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+export async function startDaemon(dir: string, config: Record<string, unknown>, opts: StartOptions = {}): Promise<RunningDaemon> {
+  const timeoutMs = opts.timeoutMs ?? 20000;
   const configFile = join(dir, 'authban.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...(opts.prefix ?? []), process.execPath, '--import', 'tsx', CLI, 'run', '--config', configFile];
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = '';
@@ -93,6 +101,8 @@ export async function startDaemon(dir: string, config: Record<string, unknown>, 
   const control = await waitForLog((l) => l.event === 'listening' && l.what === 'control', timeoutMs);
   const metrics = (config.metrics as { listen?: string | null } | undefined)?.listen === null ? null : await waitForLog((l) => l.event === 'listening' && l.what === 'metrics', timeoutMs);
   const listen = (milterLine.listen as string[])[0]!;
+  // With a prefix (ip netns exec) the child is the prefix's process, which execs node: the
+  // signals below still reach the daemon itself.
   return {
     proc,
     dir,
