@@ -92,7 +92,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   const index = new SessionIndex();
   const correlator = new Correlator(
     { index, emit: (f) => engine.report(f), logger, metrics: correlateMetrics },
-    { holdMs: cfg.correlate.holdMs },
+    { holdMs: cfg.correlate.holdMs, startGraceMs: cfg.correlate.startGraceMs },
   );
   const handler: MilterHandler = {
     onConnect(session, info) {
@@ -196,7 +196,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
     async reload(next) {
       engine.reconfigure(policyOf(next), ownAddresses(next));
       gate.update(next.milter.refused, buildRefusal(next.milter));
-      correlator.reconfigure({ holdMs: next.correlate.holdMs });
+      correlator.reconfigure({ holdMs: next.correlate.holdMs, startGraceMs: next.correlate.startGraceMs });
       if (JSON.stringify(next.milter) !== JSON.stringify(cfg.milter)) {
         // New listeners first, so sendmail is never without a milter; open sessions on the
         // old server run to their end.

@@ -419,6 +419,14 @@ export class Correlator {
       return true;
     }
     if (!final) return false;
+    // No line decided between the sessions, but if they all came from one address the
+    // address is certain all the same (one guesser's back-to-back sessions): count it once,
+    // under the earliest session. Waiting until now let sendmail's own line pair it instead.
+    const first = candidates[0]!;
+    if (candidates.every((s) => s.address === first.address)) {
+      this.attach(candidates.reduce((a, b) => (b.openedAt < a.openedAt ? b : a)), obs);
+      return true;
+    }
     this.stats.ambiguous++;
     this.deps.metrics?.ambiguous.inc();
     this.deps.onUnresolved?.('ambiguous', obs.lines);

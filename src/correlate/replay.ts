@@ -4,6 +4,7 @@
  * same join rules; the report tells what matched, what was attributed to whom and why, what
  * could not be, and which bans the policy would have made. No daemon, no firewall.
  */
+import { isAscii } from 'node:buffer';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { AuthFailure, Evidence } from '../core/auth-failure.js';
 import { parseAddress } from '../core/address.js';
@@ -97,6 +98,14 @@ interface FileCursor {
 
 const MAX_USERS = 10;
 
+/** One ban key's failures inside findtime, and its bans so far. */
+interface BanCount {
+  readonly key: string;
+  readonly times: number[];
+  bannedUntil: number;
+  bans: number;
+}
+
 export async function runReplay(files: readonly string[], options: Partial<ReplayOptions> = {}): Promise<ReplayReport> {
   const opts: ReplayOptions = { ...DEFAULT_REPLAY_OPTIONS, ...options };
   const started = performance.now();
@@ -108,38 +117,53 @@ export async function runReplay(files: readonly string[], options: Partial<Repla
   };
   const policy = compileBanPolicy(opts.policy);
   const addresses = new Map<string, ReplayAddress>();
-  const counts = new Map<string, { times: number[]; bannedUntil: number; bans: number }>();
+  /** Per address: its report entry and, unless exempt, its ban key's window (computed once). */
+  const states = new Map<string, { readonly a: ReplayAddress; readonly c: BanCount | undefined }>();
+  const counts = new Map<string, BanCount>();
 
   const onFailure = (f: AuthFailure): void => {
     report.failures++;
-    let a = addresses.get(f.address);
-    if (!a) {
-      a = { address: f.address, failures: 0, users: [], evidence: [] };
+    let st = states.get(f.address);
+    if (!st) {
+      const a: ReplayAddress = { address: f.address, failures: 0, users: [], evidence: [] };
       const parsed = parseAddress(f.address);
       const why = parsed ? exemptReason(policy, parsed) : 'unparsable';
       if (why) a.exempt = why;
       addresses.set(f.address, a);
+      let c: BanCount | undefined;
+      if (!why) {
+        const key = keyOf(policy, parsed!);
+        c = counts.get(key);
+        if (!c) {
+          c = { key, times: [], bannedUntil: 0, bans: 0 };
+          counts.set(key, c);
+        }
+      }
+      st = { a, c };
+      states.set(f.address, st);
     }
+    const a = st.a;
     a.failures++;
     if (f.user !== undefined && a.users.length < MAX_USERS && !a.users.includes(f.user)) a.users.push(f.user);
-    for (const e of f.evidence) if (e.kind === 'log' && a.evidence.length < opts.evidencePerAddress) a.evidence.push(e.line);
-    if (a.exempt) return;
-    const key = keyOf(policy, parseAddress(f.address)!);
-    let c = counts.get(key);
-    if (!c) {
-      c = { times: [], bannedUntil: 0, bans: 0 };
-      counts.set(key, c);
+    if (a.evidence.length < opts.evidencePerAddress) {
+      for (const e of f.evidence) if (e.kind === 'log' && a.evidence.length < opts.evidencePerAddress) a.evidence.push(e.line);
     }
+    const c = st.c;
+    if (!c) return; // exempt
     if (f.at < c.bannedUntil) return; // a banned client cannot connect to fail again
     const windowStart = f.at - policy.findtime * 1000;
-    c.times = c.times.filter((t) => t > windowStart);
-    c.times.push(f.at);
-    if (c.times.length >= policy.maxretry) {
+    // Keep the failures inside the window, in place.
+    const times = c.times;
+    let kept = 0;
+    for (let i = 0; i < times.length; i++) if (times[i]! > windowStart) times[kept++] = times[i]!;
+    times.length = kept;
+    times.push(f.at);
+    if (times.length >= policy.maxretry) {
       c.bans++;
       const seconds = banSeconds(policy, c.bans);
       c.bannedUntil = f.at + seconds * 1000;
-      c.times = [];
-      report.bans.push({ key, at: new Date(f.at).toISOString(), seconds, nth: c.bans });
+      times.length = 0;
+      report.bans.push({ key: c.key, at: new Date(f.at).toISOString(), seconds, nth: c.bans });
     }
   };
   const onUnresolved = (why: Unresolved, evidence: readonly Evidence[]): void => {
@@ -203,54 +227,74 @@ export async function runReplay(files: readonly string[], options: Partial<Repla
 async function fill(c: FileCursor, report: ReplayReport, opts: ReplayOptions): Promise<void> {
   const { bytesRead } = await c.fh.read(c.buf, 0, c.buf.length, null);
   report.bytesRead += bytesRead;
-  let data: Buffer;
-  if (bytesRead === 0) {
-    c.eof = true;
-    if (c.rest.length === 0) {
-      c.recs = [];
-      c.lines = [];
-      c.pos = 0;
-      return;
-    }
-    data = Buffer.concat([c.rest, Buffer.from('\n')]);
-    c.rest = Buffer.alloc(0);
-  } else {
-    data = c.rest.length > 0 ? Buffer.concat([c.rest, c.buf.subarray(0, bytesRead)]) : c.buf.subarray(0, bytesRead);
-  }
-  const lastNl = data.lastIndexOf(10);
-  if (lastNl < 0) {
-    c.rest = Buffer.from(data);
-    // A chunk with no line end: the line is longer than any syslog line; cut it.
-    if (c.rest.length > opts.maxLineLength * 4) c.rest = c.rest.subarray(0, opts.maxLineLength);
-    c.recs = [];
-    c.lines = [];
-    c.pos = 0;
-    return;
-  }
-  // Copy the tail: the read buffer is reused for the next chunk.
-  c.rest = Buffer.from(data.subarray(lastNl + 1));
-  const text = data.toString('utf8', 0, lastNl);
   const recs: LogRecord[] = [];
   const lines: string[] = [];
-  const file = report.files[c.fileIndex]!;
+  c.recs = recs;
+  c.lines = lines;
+  c.pos = 0;
+  if (bytesRead === 0) {
+    c.eof = true;
+    if (c.rest.length > 0) {
+      // The last line had no line end.
+      const n = parseText(decode(c.rest, 0, c.rest.length), c, report, opts, recs, lines);
+      c.rest = Buffer.alloc(0);
+      countLines(c, report, n);
+    }
+    return;
+  }
+  const chunk = c.buf.subarray(0, bytesRead);
+  const lastNl = chunk.lastIndexOf(10);
+  if (lastNl < 0) {
+    c.rest = c.rest.length > 0 ? Buffer.concat([c.rest, chunk]) : Buffer.from(chunk);
+    // A chunk with no line end: the line is longer than any syslog line; cut it.
+    if (c.rest.length > opts.maxLineLength * 4) c.rest = c.rest.subarray(0, opts.maxLineLength);
+    return;
+  }
+  let n = 0;
+  let from = 0;
+  if (c.rest.length > 0) {
+    // The line begun in the previous chunk ends at this chunk's first line end. A line end is
+    // an ASCII byte, so decoding line by line gives the same text as decoding the whole.
+    const firstNl = chunk.indexOf(10);
+    const head = Buffer.concat([c.rest, chunk.subarray(0, firstNl)]);
+    n += parseText(decode(head, 0, head.length), c, report, opts, recs, lines);
+    from = firstNl + 1;
+  }
+  if (lastNl > from) n += parseText(decode(chunk, from, lastNl), c, report, opts, recs, lines);
+  // Copy the tail: the read buffer is reused for the next chunk.
+  c.rest = Buffer.from(chunk.subarray(lastNl + 1));
+  countLines(c, report, n);
+}
+
+/** Bytes to text as UTF-8 (pure ASCII, the usual log, is copied as is). */
+function decode(buf: Buffer, start: number, end: number): string {
+  return isAscii(buf.subarray(start, end)) ? buf.toString('latin1', start, end) : buf.toString('utf8', start, end);
+}
+
+function countLines(c: FileCursor, report: ReplayReport, n: number): void {
+  report.linesRead += n;
+  report.files[c.fileIndex]!.lines += n;
+}
+
+/** Parses the non-empty lines of `text` (no line end after the last); returns how many. */
+function parseText(
+  text: string, c: FileCursor, report: ReplayReport, opts: ReplayOptions, recs: LogRecord[], lines: string[],
+): number {
+  const len = text.length;
+  const max = opts.maxLineLength;
   let start = 0;
   let n = 0;
-  while (start <= text.length) {
+  while (start < len) {
     let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
+    if (end < 0) end = len;
     if (end > start) {
-      let line = text.slice(start, end);
-      if (line.length > opts.maxLineLength) line = line.slice(0, opts.maxLineLength);
+      const line = text.slice(start, end - start > max ? start + max : end);
       n++;
       count(parseLine(line, c.reference, opts.timestamps), report, recs, lines, line);
     }
     start = end + 1;
   }
-  report.linesRead += n;
-  file.lines += n;
-  c.recs = recs;
-  c.lines = lines;
-  c.pos = 0;
+  return n;
 }
 
 function count(r: ParseResult, report: ReplayReport, recs: LogRecord[], lines: string[], line: string): void {

@@ -6,8 +6,8 @@
 import {
   DEFAULT_TIMESTAMP_OPTIONS,
   bsdTimestampLength,
-  parseBsdTimestamp,
-  parseIsoTimestamp,
+  leadingBsdTimestamp,
+  leadingIsoTimestamp,
   parseRfc5424Timestamp,
   type TimestampOptions,
 } from './timestamps.js';
@@ -59,6 +59,105 @@ interface Tagged {
   message: string;
 }
 
+interface Pri {
+  readonly facility: number;
+  readonly severity: number;
+}
+
+/** Builds the header; optional fields are present only when known (one shape per combination). */
+function makeHeader(
+  at: number, program: string, pid: number | undefined, host: string | undefined, message: string, pri?: Pri,
+): SyslogHeader {
+  const family = programFamily(program);
+  let h: { -readonly [K in keyof SyslogHeader]: SyslogHeader[K] };
+  if (host !== undefined) {
+    h = pid !== undefined
+      ? { at, program, family, message, host, pid }
+      : { at, program, family, message, host };
+  } else {
+    h = pid !== undefined ? { at, program, family, message, pid } : { at, program, family, message };
+  }
+  if (pri) {
+    h.facility = pri.facility;
+    h.severity = pri.severity;
+  }
+  return h;
+}
+
+/**
+ * The tag at `from` in `text`, as TAG_RE reads it, for the plain-ASCII case: returns the end
+ * of `TAG[PID]:` / `TAG:` plus its blank (or the end), -1 when there is no tag there, and -2
+ * when a character outside printable ASCII means TAG_RE must decide. `out` gets the tag's
+ * end and the pid.
+ */
+function scanTag(text: string, from: number, out: { tagEnd: number; pid: number }): number {
+  const n = text.length;
+  let i = from;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 58 || c === 91 || c === 93 || c === 32) break; // : [ ] blank
+    if (c < 33 || c > 126) return -2;
+  }
+  if (i === from || i === n) return -1;
+  out.tagEnd = i;
+  out.pid = -1;
+  let c = text.charCodeAt(i);
+  if (c === 91) {
+    let pid = 0;
+    let j = i + 1;
+    while (j < n && j - i <= 11) {
+      const d = text.charCodeAt(j);
+      if (d < 48 || d > 57) break;
+      pid = pid * 10 + d - 48;
+      j++;
+    }
+    const digits = j - i - 1;
+    if (digits < 1 || digits > 10 || text.charCodeAt(j) !== 93) return -1;
+    out.pid = pid;
+    i = j + 1;
+    c = text.charCodeAt(i);
+  }
+  if (c !== 58) return -1;
+  i++;
+  if (i === n) return i;
+  return text.charCodeAt(i) === 32 ? i + 1 : -1;
+}
+
+const scratch = { tagEnd: 0, pid: -1 };
+
+/**
+ * `[HOST ]TAG[PID]: MESSAGE` from `from` on. A first token that is a tag means no host.
+ * Plain tags are read by index; anything unusual (non-ASCII, a path, a `(pid)` suffix) goes
+ * through the regular expressions.
+ */
+function splitTaggedAt(text: string, from: number, at: number, pri?: Pri): SyslogHeader | null {
+  let host: string | undefined;
+  let start = from;
+  let end = scanTag(text, from, scratch);
+  if (end === -1) {
+    const sp = text.indexOf(' ', from);
+    if (sp <= from) return null;
+    host = text.slice(from, sp);
+    start = sp + 1;
+    end = scanTag(text, start, scratch);
+    if (end === -1) return null;
+  }
+  if (end === -2) return splitTaggedSlow(text.slice(from), at, pri);
+  const tagEnd = scratch.tagEnd;
+  const pid = scratch.pid;
+  // A path or a parenthesised pid: the general reading.
+  for (let i = start; i < tagEnd; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 47 || c === 40 || c === 41) return splitTaggedSlow(text.slice(from), at, pri);
+  }
+  return makeHeader(at, text.slice(start, tagEnd), pid >= 0 ? pid : undefined, host, text.slice(end), pri);
+}
+
+function splitTaggedSlow(rest: string, at: number, pri?: Pri): SyslogHeader | null {
+  const t = splitTagged(rest);
+  return t ? makeHeader(at, t.program, t.pid, t.host, t.message, pri) : null;
+}
+
 /** `[HOST ]TAG[PID]: MESSAGE` after the timestamp. A first token that is a tag means no host. */
 function splitTagged(rest: string): Tagged | null {
   let host: string | undefined;
@@ -85,40 +184,29 @@ function splitTagged(rest: string): Tagged | null {
   return out;
 }
 
-function header(
-  at: number, t: Tagged, pri?: { facility: number; severity: number },
-): SyslogHeader {
-  return {
-    at,
-    program: t.program,
-    family: programFamily(t.program),
-    message: t.message,
-    ...(t.host !== undefined ? { host: t.host } : {}),
-    ...(t.pid !== undefined ? { pid: t.pid } : {}),
-    ...(pri ? { facility: pri.facility, severity: pri.severity } : {}),
-  };
+function header(at: number, t: Tagged, pri?: Pri): SyslogHeader {
+  return makeHeader(at, t.program, t.pid, t.host, t.message, pri);
 }
 
 /** `TIMESTAMP [HOST ]TAG: MSG` with a BSD or ISO timestamp. */
 function splitTraditional(
-  text: string, reference: number, options: TimestampOptions, pri?: { facility: number; severity: number },
+  text: string, reference: number, options: TimestampOptions, pri?: Pri,
 ): SyslogHeader | null {
   let at: number | null;
-  let rest: string;
+  let restAt: number;
   const bsd = bsdTimestampLength(text);
   if (bsd > 0) {
-    at = parseBsdTimestamp(text.slice(0, bsd), reference, options);
-    rest = text.slice(bsd + 1);
-    if (text[bsd] !== ' ') return null;
+    if (bsd === text.length) return null;
+    at = leadingBsdTimestamp(text, bsd, reference, options);
+    restAt = bsd + 1;
   } else {
     const sp = text.indexOf(' ');
     if (sp < 0) return null;
-    at = parseIsoTimestamp(text.slice(0, sp), options);
-    rest = text.slice(sp + 1);
+    at = leadingIsoTimestamp(text, sp, options);
+    restAt = sp + 1;
   }
   if (at === null) return null;
-  const t = splitTagged(rest);
-  return t ? header(at, t, pri) : null;
+  return splitTaggedAt(text, restAt, at, pri);
 }
 
 /** RFC 5424 STRUCTURED-DATA: `-` or `[id k="v" …]…` with `\"`, `\\`, `\]` escapes. Returns its length. */
@@ -176,9 +264,16 @@ function splitRfc5424(
 export function splitSyslogLine(
   line: string, reference: number, options: TimestampOptions = DEFAULT_TIMESTAMP_OPTIONS,
 ): SyslogHeader | null {
-  let text = line.endsWith('\n') ? line.slice(0, -1) : line;
-  if (text.endsWith('\r')) text = text.slice(0, -1);
-  if (text.startsWith('{')) return parseJournalLine(text);
+  let text = line;
+  let last = text.charCodeAt(text.length - 1);
+  if (last === 10) {
+    text = text.slice(0, -1);
+    last = text.charCodeAt(text.length - 1);
+  }
+  if (last === 13) text = text.slice(0, -1);
+  const first = text.charCodeAt(0);
+  if (first === 123) return parseJournalLine(text); // {
+  if (first !== 60) return splitTraditional(text, reference, options); // not <
   const pri = /^<(\d{1,3})>/.exec(text);
   if (!pri) return splitTraditional(text, reference, options);
   const value = Number(pri[1]);

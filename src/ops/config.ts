@@ -34,7 +34,7 @@ export interface Config {
     journal: { enabled: boolean; identifiers: string[] };
     timezone: string;
   };
-  correlate: { holdMs: number };
+  correlate: { holdMs: number; startGraceMs: number };
   enforce: {
     backend: 'none' | 'iptables' | 'ipset' | 'nftables';
     ports: number[];
@@ -151,7 +151,10 @@ export const CONFIG_SCHEMA: Spec = {
     correlate: {
       kind: 'object',
       doc: 'Join rules between log lines and sessions.',
-      fields: { holdMs: num(10000, 'How long a line that two sessions could explain waits for a later line to decide it.', 0, 600000, 'milliseconds') },
+      fields: {
+        holdMs: num(10000, 'How long a line that two sessions could explain waits for a later line to decide it.', 0, 600000, 'milliseconds'),
+        startGraceMs: num(300000, 'After start, how long saslauthd/PAM lines (which carry no address) wait before they are attributed by time: sessions opened before authban started are unknown to it. 0 when sendmail starts after authban.', 0, 3600000, 'milliseconds'),
+      },
     },
     enforce: {
       kind: 'object',

@@ -8,6 +8,7 @@
  * See SENDMAIL.md (/work/shared) for the traps each step avoids.
  */
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,6 +103,10 @@ class Namespace {
   stop(): Promise<void> {
     return this.anchor.stop(1000);
   }
+
+  kill(): void {
+    this.anchor.kill();
+  }
 }
 
 export interface TestUser {
@@ -172,6 +177,12 @@ export function parseSwaks(lines: readonly Line[]): Omit<SwaksResult, 'code' | '
   };
 }
 
+/** Stacks not yet stopped: killed on the way out if a test file ends without stop(). */
+const live = new Set<Stack>();
+process.once('exit', () => {
+  for (const s of live) s.killNow();
+});
+
 export class Stack {
   readonly mailLog: string;
   readonly authLog: string;
@@ -194,6 +205,7 @@ export class Stack {
     const dir = mkdtempSync('/run/authban-e2e-');
     chmodSync(dir, 0o755);
     const stack = new Stack(dir, opts);
+    live.add(stack);
     try {
       await stack.bringUp();
     } catch (err) {
@@ -323,11 +335,24 @@ export class Stack {
     return readdirSync(join(this.dir, 'mbox'));
   }
 
+  /** Synchronous last resort (process exit): SIGKILL by PID, remove the user and the files. */
+  killNow(): void {
+    for (const p of [...this.procs].reverse()) p.kill();
+    this.ns?.kill();
+    if (this.user) spawnSync(tool('userdel'), [this.user.name], { timeout: 10_000 });
+    this.removeDir();
+  }
+
   async stop(): Promise<void> {
+    live.delete(this);
     // Reverse start order: sendmail before the milter it uses, the namespace anchor last.
     for (const p of [...this.procs].reverse()) await p.stop();
     await this.ns?.stop();
     if (this.user) await removeUser(this.user.name);
+    this.removeDir();
+  }
+
+  private removeDir(): void {
     if (process.env.AUTHBAN_E2E_KEEP === '1') process.stderr.write(`e2e: kept ${this.dir}\n`);
     else rmSync(this.dir, { recursive: true, force: true });
   }

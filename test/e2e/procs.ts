@@ -85,11 +85,24 @@ export class Proc {
     }
   }
 
+  /**
+   * SIGKILL now to the process group it leads (its forked workers too: a killed saslauthd
+   * master leaves them behind), without waiting, for a synchronous exit path.
+   */
+  kill(): void {
+    if (this.done || this.child.pid === undefined) return;
+    try {
+      process.kill(-this.child.pid, 'SIGKILL');
+    } catch {
+      // the group is already gone
+    }
+  }
+
   /** SIGTERM, then SIGKILL if the process is still there after graceMs. */
   async stop(graceMs = 5000): Promise<void> {
     if (this.done || this.child.pid === undefined) return this.closeLog();
     this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const timer = setTimeout(() => this.kill(), graceMs);
     await this.exited;
     clearTimeout(timer);
     this.closeLog();

@@ -9,10 +9,9 @@
  *   splits disagree on the address (default auth_username_chars forbids these characters, so
  *   a real line has one split).
  */
-import { parseAddress } from '../../core/address.js';
 import type { DovecotFailure } from '../records.js';
 import type { SyslogHeader } from '../syslog-line.js';
-import { recordBase } from './base.js';
+import { canonicalAddress, startRecord } from './base.js';
 
 const LOGIN_PREFIX_RE = /^(imap|pop3|submission|managesieve)-login: /;
 const LOGIN_PROGRAM_RE = /^(imap|pop3|submission|managesieve)-login$/;
@@ -27,20 +26,18 @@ function loginFailure(h: SyslogHeader, service: string, body: string): DovecotFa
   const ripAt = last < 0 ? 0 : last + 2;
   const value = fields.slice(ripAt + 'rip='.length);
   const comma = value.indexOf(',');
-  const addr = parseAddress(comma < 0 ? value : value.slice(0, comma));
-  if (!addr) return null;
+  const address = canonicalAddress(comma < 0 ? value : value.slice(0, comma));
+  if (address === null) return null;
   let user: string | undefined;
   if (fields.startsWith('user=<')) {
     const end = fields.lastIndexOf('>, ', ripAt);
     if (end >= 'user=<'.length) user = fields.slice('user=<'.length, end);
   }
-  return {
-    ...recordBase(h, 'dovecot-login-auth-failed'),
-    kind: 'dovecot-failure',
-    ...(user !== undefined && user !== '' ? { user } : {}),
-    address: addr.text,
-    service,
-  };
+  const r = startRecord<DovecotFailure>(h, 'dovecot-login-auth-failed', 'dovecot-failure');
+  if (user !== undefined && user !== '') r.user = user;
+  r.address = address;
+  r.service = service;
+  return r;
 }
 
 const DRIVER_RE =
@@ -60,20 +57,18 @@ function passdbFailure(h: SyslogHeader, body: string): DovecotFailure | null {
     from = close + 1;
     const inside = body.slice(open, close);
     const t = SPLIT_TAIL_RE.exec(inside);
-    const addr = t ? parseAddress(t[1]!) : null;
-    if (!t || !addr) continue;
-    if (chosen && chosen.address !== addr.text) return null;
+    const addr = t ? canonicalAddress(t[1]!) : null;
+    if (!t || addr === null) continue;
+    if (chosen && chosen.address !== addr) return null;
     // Splits agree on the address: the last one leaves dovecot's own reason text.
-    chosen = { user: inside.slice(0, t.index), address: addr.text, reason: body.slice(close + 3) };
+    chosen = { user: inside.slice(0, t.index), address: addr, reason: body.slice(close + 3) };
   }
   if (!chosen || !FAILURE_REASONS.some((r) => chosen!.reason.startsWith(r))) return null;
-  return {
-    ...recordBase(h, 'dovecot-passdb-failure'),
-    kind: 'dovecot-failure',
-    ...(chosen.user !== '' ? { user: chosen.user } : {}),
-    address: chosen.address,
-    service: 'dovecot',
-  };
+  const r = startRecord<DovecotFailure>(h, 'dovecot-passdb-failure', 'dovecot-failure');
+  if (chosen.user !== '') r.user = chosen.user;
+  r.address = chosen.address;
+  r.service = 'dovecot';
+  return r;
 }
 
 export function parseDovecot(h: SyslogHeader, message: string): DovecotFailure | null {

@@ -133,6 +133,21 @@ test('two candidate sessions and nothing decides: counted as ambiguous after hol
   assert.deepEqual(unresolved, ['ambiguous']);
 });
 
+test('two candidate sessions from one address: attributed to that address once, after holdMs', () => {
+  const { c, out, open, feed, unresolved } = setup({ holdMs: 10_000 });
+  open(1, 41011, '198.51.100.44', sec(0));
+  open(2, 41012, '198.51.100.44', sec(1));
+  feed(sasl(801, sec(4), 'bob'));
+  c.tick(sec(13));
+  assert.equal(out.length, 0, 'waits for a deciding line first');
+  c.tick(sec(14));
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.address, '198.51.100.44');
+  assert.equal(c.stats.ambiguous, 0);
+  assert.deepEqual(unresolved, []);
+  // The same with one candidate from another address stays ambiguous (the test above).
+});
+
 test('log-only sessions: a late close line leaves one candidate and decides the held line', () => {
   const { c, out, feed } = setup();
   feed(connect(51001, sec(0), '203.0.113.7'));
