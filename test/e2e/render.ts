@@ -1,6 +1,6 @@
 /**
  * The text of every file the harness writes for sendmail, rsyslogd and the namespace. Pure, so
- * what the harness runs can be read (and diffed against config/sendmail/HOOKUP.md) in one place.
+ * what the harness runs can be read (and diffed against README.md "Hook up sendmail") in one place.
  */
 
 /** Host name inside the namespace; /etc/hosts there qualifies it, so no resolver is asked. */
