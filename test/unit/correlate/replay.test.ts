@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatReplayReport, runReplay } from '../../../src/correlate/replay.js';
 import { replayCommand } from '../../../src/correlate/replay-command.js';
+import { CAPTURES, capturesAvailable } from '../../helpers/captures.js';
 
-const CAP = '/work/shared/captures';
+const CAP = CAPTURES;
+capturesAvailable();
 const MAIL = ['sendmail-LL8', 'sendmail-LL9', 'sendmail-LL10', 'sendmail-LL14'].map((d) => `${CAP}/${d}/mail.log`)
   .concat([`${CAP}/misc/many-auth-one-session-mail.log`, `${CAP}/misc/other-loopback-ip-mail.log`, `${CAP}/misc/milter-down-mail.log`]);
 const AUTH = ['sendmail-LL8', 'sendmail-LL9', 'sendmail-LL10', 'sendmail-LL14'].map((d) => `${CAP}/${d}/auth.log`);
@@ -120,4 +122,31 @@ test('replayCommand: exit codes', async (t) => {
   assert.equal(writes.length, 1);
   assert.equal((JSON.parse(writes[0]!) as { addresses: { address: string }[] }).addresses[0]!.address, '203.0.113.50');
   assert.match(errors.join(''), /absent: ENOENT/);
+});
+
+test('UTF-8 text across chunk boundaries, over-long lines and a last line without line end', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'authban-replay-utf8-'));
+  try {
+    const file = join(dir, 'mail.log');
+    const lines: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const user = i % 3 === 0 ? `jürgen€${i}` : `user${i}`;
+      lines.push(`Nov 25 17:${String(10 + (i % 40)).padStart(2, '0')}:00 vm sendmail[${1000 + i}]: 6APHYwNB00${1000 + i}: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=${user}, relay=[198.51.100.${i % 5}]`);
+      if (i % 7 === 0) lines.push(`Nov 25 17:${String(10 + (i % 40)).padStart(2, '0')}:00 vm other[1]: ${'ü'.repeat(3000)}`);
+      if (i % 11 === 0) lines.push('');
+    }
+    writeFileSync(file, lines.join('\n')); // no line end after the last line
+    const opts = { correlate: { startGraceMs: 0 }, maxLineLength: 2500 };
+    const whole = await runReplay([file], opts);
+    assert.equal(whole.linesRead, lines.filter((l) => l !== '').length);
+    assert.equal(whole.failures, 40);
+    assert.ok(whole.addresses.some((a) => a.users.some((u) => u.startsWith('jürgen€'))));
+    for (const chunkBytes of [1, 7, 97, 4096]) {
+      const r = await runReplay([file], { ...opts, chunkBytes });
+      for (const x of [r, whole]) x.elapsedMs = 0;
+      assert.deepEqual(r, whole, `chunkBytes ${chunkBytes}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

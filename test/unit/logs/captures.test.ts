@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLine, type ParseResult } from '../../../src/logs/parse-line.js';
 import type { LogRecord } from '../../../src/logs/records.js';
+import { CAPTURES, capturesAvailable } from '../../helpers/captures.js';
 
-const CAPTURES = '/work/shared/captures';
 const UTC = { timeZone: 'UTC', futureToleranceSeconds: 7 * 86400 };
 // Read in January: the November capture lines must land in the previous year.
 const REF = Date.UTC(2027, 0, 10);
@@ -22,7 +22,7 @@ function records(file: string): LogRecord[] {
   return parseAll(file).flatMap(({ r }) => (r.outcome === 'matched' ? [r.record] : []));
 }
 
-const available = existsSync(CAPTURES);
+const available = capturesAvailable();
 
 test('every captured line splits, and lands in November 2026', { skip: !available && 'no captures' }, () => {
   const files = readdirSync(CAPTURES, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.log'));
