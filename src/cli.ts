@@ -20,7 +20,7 @@ const USAGE = `usage: authban COMMAND [options]
   ban ADDRESS [--time SECONDS]        ban an address or network by hand
   unban ADDRESS | --all               lift a ban, or all of them
   explain ADDRESS [--json]            why an address is (or is not) banned: its evidence
-  replay FILE... [--json] [--maxretry N] [--findtime S] [--bantime S] [--timezone Z]
+  replay FILE... [--config FILE] [--json] [--maxretry N] [--findtime S] [--bantime S] [--timezone Z]
                                       run the parsers and join rules over log files, offline
 Options for the control commands: --socket PATH, or --config FILE to read its control.socket.
 The config file may also be named by the AUTHBAN_CONFIG environment variable.`;
@@ -112,10 +112,29 @@ async function runDaemon(p: Parsed): Promise<number> {
   return 0;
 }
 
+async function replay(argv: readonly string[]): Promise<number> {
+  const rest: string[] = [];
+  let file = process.env.AUTHBAN_CONFIG || undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config') file = argv[++i];
+    else if (a.startsWith('--config=')) file = a.slice('--config='.length);
+    else rest.push(a);
+  }
+  if (file === undefined) return replayCommand(rest);
+  const cfg = loadConfig(file);
+  return replayCommand(rest, process, {
+    policy: { ...cfg.bans, ignore: [...cfg.bans.ignore] },
+    correlate: { holdMs: cfg.correlate.holdMs, startGraceMs: cfg.correlate.startGraceMs },
+    timeZone: cfg.logs.timezone,
+  });
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  // replay has its own options (policy overrides, time zone): it parses them itself.
-  if (cmd === 'replay') return replayCommand(rest);
+  // replay has its own options (policy overrides, time zone): it parses them itself, over the
+  // policy of the config file when one is named.
+  if (cmd === 'replay') return replay(rest);
   const p = parseArgs(rest);
   const json = p.flags.has('--json');
   const print = (v: unknown, human: (v: never) => string): void => {

@@ -19,8 +19,15 @@ export interface ReplayIo {
   readonly stderr: Pick<NodeJS.WriteStream, 'write'> & { readonly isTTY?: boolean };
 }
 
+/** What the daemon's configuration says, for replay to judge by the same policy; flags override it. */
+export interface ReplayBase {
+  readonly policy?: Partial<BanPolicyOptions>;
+  readonly correlate?: Partial<CorrelatorOptions>;
+  readonly timeZone?: string;
+}
+
 /** Returns the process exit code: 0 done, 1 a file could not be read, 2 usage error. */
-export async function replayCommand(argv: string[], io: ReplayIo = process): Promise<number> {
+export async function replayCommand(argv: string[], io: ReplayIo = process, base: ReplayBase = {}): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -50,8 +57,8 @@ export async function replayCommand(argv: string[], io: ReplayIo = process): Pro
     io.stderr.write(USAGE);
     return 2;
   }
-  const policy: { -readonly [K in keyof BanPolicyOptions]?: BanPolicyOptions[K] } = {};
-  const correlate: { -readonly [K in keyof CorrelatorOptions]?: CorrelatorOptions[K] } = {};
+  const policy: { -readonly [K in keyof BanPolicyOptions]?: BanPolicyOptions[K] } = { ...base.policy };
+  const correlate: { -readonly [K in keyof CorrelatorOptions]?: CorrelatorOptions[K] } = { ...base.correlate };
   const numbers: [string | undefined, string, (n: number) => void][] = [
     [values.maxretry, '--maxretry', (n) => (policy.maxretry = n)],
     [values.findtime, '--findtime', (n) => (policy.findtime = n)],
@@ -74,7 +81,7 @@ export async function replayCommand(argv: string[], io: ReplayIo = process): Pro
     const report = await runReplay(positionals, {
       policy,
       correlate,
-      timestamps: { ...DEFAULT_TIMESTAMP_OPTIONS, ...(values.timezone !== undefined ? { timeZone: values.timezone } : {}) },
+      timestamps: { ...DEFAULT_TIMESTAMP_OPTIONS, ...(base.timeZone !== undefined ? { timeZone: base.timeZone } : {}), ...(values.timezone !== undefined ? { timeZone: values.timezone } : {}) },
       ...(tty
         ? {
             progress: (lines: number) => {
