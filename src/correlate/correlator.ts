@@ -11,6 +11,7 @@
  *   lines of a session are paired by time and user into attempts, and each attempt has the
  *   key `SESSION#n`.
  */
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { AuthFailure, Evidence, FailureSource } from '../core/auth-failure.js';
 import type { LogRecord, PamFailure, SaslauthdFailure, SourceLine } from '../logs/records.js';
@@ -130,7 +131,7 @@ export class Correlator {
   private readonly deps: CorrelatorDeps;
   private readonly sessions = new WeakMap<Session, SessionState>();
   /** Attempt ordinals of sendmail failures with no known session, by queue id (or pid). */
-  private readonly detached = new Map<string, number>();
+  private readonly detached: LRUCache<string, number>;
   private readonly smtp: ReadonlySet<string>;
   /** saslauthd lines not yet due, in arrival order (close to time order). */
   private queue: HeldSasl[] = [];
@@ -147,6 +148,7 @@ export class Correlator {
     this.index = deps.index;
     this.opts = { ...DEFAULT_CORRELATOR_OPTIONS, ...options };
     this.smtp = new Set(this.opts.smtpServices);
+    this.detached = new LRUCache({ max: this.opts.maxHeld });
   }
 
   /** Applies reloaded options; lines already held keep the deadlines they were given. */
@@ -486,10 +488,8 @@ export class Correlator {
 
   /** A sendmail failure that names its address but no session is known (no milter, no connect line). */
   private attachDetached(address: string, base: string, obs: Observation): void {
+    // Keys of a queue id only matter while that session lasts: the LRU keeps the map small.
     const n = (this.detached.get(base) ?? 0) + 1;
-    // Keys of a queue id only matter while that session lasts: keep the map small.
-    if (this.detached.size >= this.opts.maxHeld) this.detached.delete(this.detached.keys().next().value!);
-    this.detached.delete(base);
     this.detached.set(base, n);
     this.emit({
       address,

@@ -249,6 +249,9 @@ function splitRfc5424(
   let message = text.slice(pos + sdLen);
   if (message.startsWith(' ')) message = message.slice(1);
   if (message.startsWith('\uFEFF')) message = message.slice(1);
+  // rsyslog's RFC 5424 templates forward a legacy message with the space that followed its
+  // `tag:` still in front (`… - -  6APH…: AUTH failure`): that space is not part of the text.
+  if (message.startsWith(' ')) message = message.slice(1);
   const at = parseRfc5424Timestamp(ts);
   if (at === null) return null;
   const t: Tagged = { program: app === '-' ? '' : basename(app), message };

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseLine } from '../../../src/logs/parse-line.js';
 import { parseJournalEntry, programFamily, splitSyslogLine } from '../../../src/logs/syslog-line.js';
 
 const UTC = { timeZone: 'UTC', futureToleranceSeconds: 7 * 86400 };
@@ -83,6 +84,17 @@ test('RFC 5424 frame: structured data with escapes, nil values, BOM', () => {
   assert.equal(b?.pid, undefined);
   assert.equal(b?.message, 'msg text');
   assert.equal(splitSyslogLine('<13>1 2003-10-11T22:14:15Z h app - - [unterminated', REF, UTC), null);
+});
+
+test('RFC 5424 as rsyslog forwards a legacy line: the space after the tag is not message text', () => {
+  const line = '<22>1 2026-11-26T13:10:00.123456+00:00 mx sendmail 14021 - -  6APHYwNB014021: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=u, relay=h [198.51.100.7]';
+  const h = splitSyslogLine(line, REF, UTC);
+  assert.equal(h?.program, 'sendmail');
+  assert.equal(h?.pid, 14021);
+  assert.ok(h?.message.startsWith('6APHYwNB014021: AUTH failure'), h?.message);
+  const r = parseLine(line, REF, UTC);
+  assert.equal(r.outcome, 'matched');
+  assert.equal(r.outcome === 'matched' && r.record.kind === 'sendmail-auth-failure' ? r.record.address : null, '198.51.100.7');
 });
 
 test('journal JSON: string and byte-array MESSAGE, realtime in microseconds', () => {
