@@ -11,6 +11,7 @@
  * higher). Set BANS_BENCH_POLICY='{"evidenceMaxBytes":...}' to try other options.
  */
 import { spawnSync } from 'node:child_process';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -29,18 +30,19 @@ if (!gc) {
 
 const total = Number(process.argv[2] ?? 1_500_000);
 const cap = Number(process.argv[3] ?? 1_000_000);
-const checkpoints = new Set([100_000, 250_000, 500_000, 1_000_000, 1_250_000, 1_500_000, total]);
+const checkpoints = new Set([100_000, 250_000, 500_000, 1_000_000, 1_250_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000].filter((c) => c < total).concat(total));
 const MB = 1024 * 1024;
 const users = Array.from({ length: 50 }, (_, i) => `user${i}`);
 const now = Date.UTC(2026, 0, 15, 12);
 
 /** After a full GC and a short idle, when V8 has handed freed pages back: the steady-state figure. */
-async function measure(): Promise<{ rss: number; heap: number; heapTotal: number }> {
+async function measure(): Promise<{ rss: number; heap: number; heapTotal: number; old: number; large: number }> {
   gc!();
   gc!();
   await new Promise((r) => setTimeout(r, 1500));
   const m = process.memoryUsage();
-  return { rss: m.rss, heap: m.heapUsed, heapTotal: m.heapTotal };
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((x) => [x.space_name, x.space_size]));
+  return { rss: m.rss, heap: m.heapUsed, heapTotal: m.heapTotal, old: spaces.old_space ?? 0, large: spaces.large_object_space ?? 0 };
 }
 
 /** 11.0.0.0 + i: distinct, valid, never sent anywhere. */
@@ -73,7 +75,7 @@ const engine = new BanEngine({
 await engine.start();
 const base = await measure();
 console.log(`baseline: rss ${(base.rss / MB).toFixed(1)} MB, heap ${(base.heap / MB).toFixed(1)} MB; cap ${cap}`);
-console.log('fed\ttracked\trss MB\theap MB\theapTotal MB\trss B/key\theap B/key\tfailures/s');
+console.log('fed\ttracked\trss MB\theap MB\theapTotal MB\told MB\tlarge MB\trss B/key\theap B/key\tfailures/s');
 let fed = 0;
 let busyMs = 0;
 while (fed < total) {
@@ -86,7 +88,7 @@ while (fed < total) {
   const tracked = engine.stats().trackedKeys;
   const rate = Math.round(fed / (busyMs / 1000));
   console.log(
-    [fed, tracked, (m.rss / MB).toFixed(1), (m.heap / MB).toFixed(1), (m.heapTotal / MB).toFixed(1), Math.round((m.rss - base.rss) / tracked), Math.round((m.heap - base.heap) / tracked), rate].join('\t'),
+    [fed, tracked, (m.rss / MB).toFixed(1), (m.heap / MB).toFixed(1), (m.heapTotal / MB).toFixed(1), (m.old / MB).toFixed(1), (m.large / MB).toFixed(1), Math.round((m.rss - base.rss) / tracked), Math.round((m.heap - base.heap) / tracked), rate].join('\t'),
   );
 }
 
