@@ -13,9 +13,24 @@ export interface BackendDeps {
   readonly now?: () => number;
 }
 
-export function makeRunner(backend: string, opts: FirewallOptions, deps: BackendDeps): CommandRunner {
-  return new CommandRunner(
-    { timeoutMs: opts.commandTimeoutMs, attempts: opts.commandAttempts, retryBaseMs: opts.retryBaseMs },
-    { backend, log: deps.log, metrics: deps.metrics, prefix: deps.commandPrefix },
-  );
+/** What the command-running backends (iptables, ipset, nftables) share: their runner, log, metrics and clock. */
+export abstract class CommandBackend {
+  protected readonly runner: CommandRunner;
+  protected readonly log: Logger;
+  protected readonly metrics: EnforceMetrics | undefined;
+  protected readonly now: () => number;
+
+  constructor(
+    backend: string,
+    protected readonly opts: FirewallOptions,
+    deps: BackendDeps,
+  ) {
+    this.runner = new CommandRunner(
+      { timeoutMs: opts.commandTimeoutMs, attempts: opts.commandAttempts, retryBaseMs: opts.retryBaseMs },
+      { backend, log: deps.log, metrics: deps.metrics, prefix: deps.commandPrefix },
+    );
+    this.log = deps.log;
+    this.metrics = deps.metrics;
+    this.now = deps.now ?? Date.now;
+  }
 }

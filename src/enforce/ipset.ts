@@ -1,11 +1,9 @@
-import type { Logger } from 'pino';
 import type { Family } from '../core/address.js';
 import type { BanEntry, FirewallBackend } from './backend.js';
-import { makeRunner, type BackendDeps } from './deps.js';
+import { CommandBackend, type BackendDeps } from './deps.js';
 import { canonicalTarget, remainingSeconds, validEntries } from './entries.js';
-import type { EnforceMetrics, FirewallOp } from './metrics.js';
+import type { FirewallOp } from './metrics.js';
 import type { FirewallOptions } from './options.js';
-import type { CommandRunner } from './run-command.js';
 import { actionChain, removeFrame, startFrame } from './xtables.js';
 
 /** ipset refuses element timeouts above this many seconds (about 24.8 days). */
@@ -16,21 +14,11 @@ export const IPSET_MAX_TIMEOUT = 2_147_483;
  * per-element timeouts: the kernel ends bans even when authban is not running. One
  * iptables/ip6tables rule per family matches the set.
  */
-export class IpsetBackend implements FirewallBackend {
+export class IpsetBackend extends CommandBackend implements FirewallBackend {
   readonly name = 'ipset';
-  private readonly runner: CommandRunner;
-  private readonly log: Logger;
-  private readonly metrics: EnforceMetrics | undefined;
-  private readonly now: () => number;
 
-  constructor(
-    private readonly opts: FirewallOptions,
-    deps: BackendDeps,
-  ) {
-    this.runner = makeRunner(this.name, opts, deps);
-    this.log = deps.log;
-    this.metrics = deps.metrics;
-    this.now = deps.now ?? Date.now;
+  constructor(opts: FirewallOptions, deps: BackendDeps) {
+    super('ipset', opts, deps);
   }
 
   setName(family: Family): string {

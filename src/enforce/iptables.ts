@@ -1,10 +1,8 @@
-import type { Logger } from 'pino';
 import type { BanEntry, FirewallBackend } from './backend.js';
-import { makeRunner, type BackendDeps } from './deps.js';
+import { CommandBackend, type BackendDeps } from './deps.js';
 import { canonicalTarget, validEntries } from './entries.js';
-import type { EnforceMetrics, FirewallOp } from './metrics.js';
+import type { FirewallOp } from './metrics.js';
 import type { FirewallOptions } from './options.js';
-import type { CommandRunner } from './run-command.js';
 import { actionChain, removeFrame, restore, ruleScript, startFrame, XT } from './xtables.js';
 
 /**
@@ -12,24 +10,14 @@ import { actionChain, removeFrame, restore, ruleScript, startFrame, XT } from '.
  * no timeouts, so this backend remembers what it installed and removes expired rules itself;
  * it also needs that memory because `-D` of a missing rule fails a whole restore batch.
  */
-export class IptablesBackend implements FirewallBackend {
+export class IptablesBackend extends CommandBackend implements FirewallBackend {
   readonly name = 'iptables';
-  private readonly runner: CommandRunner;
-  private readonly log: Logger;
-  private readonly metrics: EnforceMetrics | undefined;
-  private readonly now: () => number;
   private readonly installed = new Map<string, BanEntry>();
   private tail: Promise<unknown> = Promise.resolve();
   private sweeper: NodeJS.Timeout | null = null;
 
-  constructor(
-    private readonly opts: FirewallOptions,
-    deps: BackendDeps,
-  ) {
-    this.runner = makeRunner(this.name, opts, deps);
-    this.log = deps.log;
-    this.metrics = deps.metrics;
-    this.now = deps.now ?? Date.now;
+  constructor(opts: FirewallOptions, deps: BackendDeps) {
+    super('iptables', opts, deps);
   }
 
   start(restoreEntries: readonly BanEntry[]): Promise<void> {

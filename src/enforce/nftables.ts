@@ -1,11 +1,9 @@
-import type { Logger } from 'pino';
 import type { Family } from '../core/address.js';
 import type { BanEntry, FirewallBackend } from './backend.js';
-import { makeRunner, type BackendDeps } from './deps.js';
+import { CommandBackend, type BackendDeps } from './deps.js';
 import { canonicalTarget, remainingSeconds, validEntries } from './entries.js';
-import type { EnforceMetrics, FirewallOp } from './metrics.js';
+import type { FirewallOp } from './metrics.js';
 import type { FirewallOptions } from './options.js';
-import type { CommandRunner } from './run-command.js';
 
 /** Kernels that keep set timeouts in 32-bit milliseconds cap them here (about 49.7 days). */
 export const NFT_MAX_TIMEOUT = 4_294_967;
@@ -46,23 +44,13 @@ export function maskText(family: Family, len: number): string {
  * up with the source masked (`ip6 saddr & ffff:ffff:ffff:ffff:: @authban6_64`): with the
  * engine's single IPv6 ban prefix that is one extra set and rule per family.
  */
-export class NftablesBackend implements FirewallBackend {
+export class NftablesBackend extends CommandBackend implements FirewallBackend {
   readonly name = 'nftables';
-  private readonly runner: CommandRunner;
-  private readonly log: Logger;
-  private readonly metrics: EnforceMetrics | undefined;
-  private readonly now: () => number;
   /** Network sets (and their rules) present in the table since start. */
   private readonly netSets = new Set<string>();
 
-  constructor(
-    private readonly opts: FirewallOptions,
-    deps: BackendDeps,
-  ) {
-    this.runner = makeRunner(this.name, opts, deps);
-    this.log = deps.log;
-    this.metrics = deps.metrics;
-    this.now = deps.now ?? Date.now;
+  constructor(opts: FirewallOptions, deps: BackendDeps) {
+    super('nftables', opts, deps);
   }
 
   setName(k: SetKey): string {

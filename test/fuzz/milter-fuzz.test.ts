@@ -12,6 +12,7 @@ import { connect } from 'node:net';
 import { SMFIC, SMFIR } from '../../src/milter/wire-constants.js';
 import { encodeCommand, frame, MtaClient, replyName, replyText, type MacroStage, type MtaCommand } from '../helpers/mta-client.js';
 import { startAuthbanChild, type AuthbanChild } from '../bench/milter/servers.js';
+import { prng } from '../helpers/prng.js';
 
 const FRAMES = Number(process.env.AUTHBAN_FUZZ_FRAMES ?? 100_000);
 const MAX_SECONDS = Number(process.env.AUTHBAN_FUZZ_SECONDS ?? 60);
@@ -19,18 +20,6 @@ const SEED = Number(process.env.AUTHBAN_FUZZ_SEED ?? Math.floor(Math.random() * 
 const PARALLEL = 32;
 /** A done peer's connection must be closed by the server within this. */
 const CLOSE_WITHIN_MS = 5000;
-
-/** mulberry32: tiny, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   constructor(readonly rnd: () => number) {}

@@ -10,7 +10,7 @@ import { BanEngine } from '../../../src/bans/ban-engine.js';
 import { createBansMetrics } from '../../../src/bans/metrics.js';
 import type { BanPolicyOptions } from '../../../src/bans/policy.js';
 import { StateStore, type StateStoreOptions } from '../../../src/bans/state-store.js';
-import { Clock, capturingLogger, failure, metricValue, silent } from './fixtures.js';
+import { Clock, capturingLogger, failure, metricValue } from './fixtures.js';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'authban-bans-'));
