@@ -160,7 +160,8 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
             milter: { listen: milter.addresses(), connections: milter.connectionCount },
             bans: engine.stats(),
             correlate: { ...correlator.stats, held: correlator.heldCount },
-            usersUnderAttack: engine.usersUnderAttack().length,
+            // Many addresses failing against one account: a signal for the admin, never a ban.
+            usersUnderAttack: engine.usersUnderAttack().slice(0, 20),
             firewall: backend.name,
             logs: inputs.describe(),
           };

@@ -26,6 +26,7 @@ export interface Config {
     banLoopback: boolean;
     dryRun: boolean;
     maxTracked: number;
+    userThreshold: number;
   };
   state: { dir: string };
   logs: {
@@ -103,6 +104,7 @@ export const CONFIG_SCHEMA: Spec = {
         banLoopback: bool(false, 'Loopback addresses are never banned unless this is true.'),
         dryRun: bool(false, 'Log "would ban" and change nothing.'),
         maxTracked: num(1000000, 'Most addresses whose failures are counted at once (least recently failing evicted first; bans are never evicted).', 1000, 100000000),
+        userThreshold: num(10, 'A user name failed against from this many addresses within findtime is reported as under attack (authban status, authban_bans_users_under_attack); never a reason to ban.', 2, 100),
       },
     },
     state: {

@@ -57,6 +57,9 @@ export function formatStatus(s: Record<string, unknown>): string {
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       lines.push(`${indent}${key}:`);
       for (const [k, x] of Object.entries(v)) walk(x, `${indent}  `, k);
+    } else if (Array.isArray(v) && v.some((x) => x !== null && typeof x === 'object')) {
+      lines.push(`${indent}${key}:${v.length === 0 ? ' none' : ''}`);
+      for (const x of v) lines.push(`${indent}  - ${Object.entries(x as object).map(([k, y]) => `${k}=${String(y)}`).join(' ')}`);
     } else lines.push(`${indent}${key}: ${Array.isArray(v) ? v.join(', ') : String(v)}`);
   };
   for (const [k, v] of Object.entries(s)) walk(v, '', k);

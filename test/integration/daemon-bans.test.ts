@@ -239,3 +239,31 @@ test('SIGTERM: stops accepting, lets an open session finish, persists, exits 0',
   assert.ok(list.ok);
   assert.deepEqual((list.result as { target: string }[]).map((b) => b.target), ['198.51.100.90']);
 });
+
+test('many addresses failing against one user: reported as under attack, nobody banned for it', async (t) => {
+  const dir = tempDir();
+  const maillog = join(dir, 'mail.log');
+  writeFileSync(maillog, '');
+  const d = await startDaemon(dir, testConfig(dir, { bans: { maxretry: 5, userThreshold: 3 }, logs: { files: [{ path: maillog, fromStart: false }] } }));
+  t.after(async () => {
+    await d.kill();
+    removeDir(dir);
+  });
+  for (let i = 0; i < 3; i++) {
+    const address = `198.51.100.${120 + i}`;
+    const s = await openSession(d.milterPort, address, 27000 + i);
+    appendLine(maillog, authFailureLine(s, address, 'postmaster'));
+    await s.client.quit();
+  }
+  let status: { usersUnderAttack: { user: string; addresses: number }[]; bans: { activeBans: { v4: number } } } | undefined;
+  for (let i = 0; i < 50; i++) {
+    const r = await cli(['status', '--json', '--socket', d.socket]);
+    status = JSON.parse(r.stdout) as typeof status;
+    if (status!.usersUnderAttack.length > 0) break;
+    await new Promise((r2) => setTimeout(r2, 100));
+  }
+  assert.deepEqual(status!.usersUnderAttack.map((u) => [u.user, u.addresses]), [['postmaster', 3]]);
+  assert.equal(status!.bans.activeBans.v4, 0, 'no ban on the per-user signal alone');
+  const human = await cli(['status', '--socket', d.socket]);
+  assert.match(human.stdout, /usersUnderAttack:\n  - user=postmaster addresses=3/);
+});
