@@ -159,8 +159,6 @@ const ATTACK = ': possible SMTP attack: command=';
 const COUNT = ', count=';
 
 function attackAt(body: string): number {
-  // A forward search skips ahead by the pattern's length: most lines hold no attack text.
-  if (!body.includes(ATTACK)) return -1;
   const at = body.lastIndexOf(ATTACK);
   if (at < 0) return -1;
   const n = body.length;

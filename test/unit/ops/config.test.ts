@@ -66,3 +66,16 @@ test('config/authban.json is complete and valid', () => {
   assert.deepEqual(keys(text).sort(), keys(defaultConfig()).sort());
   assert.ok(c);
 });
+
+test('config/README.md documents every knob', () => {
+  const doc = readFileSync(new URL('../../../config/README.md', import.meta.url), 'utf8');
+  const paths: string[] = [];
+  const walk = (o: unknown, p: string): void => {
+    if (typeof o === 'object' && o !== null && !Array.isArray(o)) for (const [k, v] of Object.entries(o)) walk(v, p ? `${p}.${k}` : k);
+    else paths.push(p);
+  };
+  walk(defaultConfig(), '');
+  const missing = paths.filter((p) => !doc.includes(`\`${p}\``));
+  assert.deepEqual(missing, []);
+  assert.ok(doc.includes('`logs.files[].path`'));
+});
