@@ -3,6 +3,8 @@
  * what the harness runs can be read (and diffed against README.md "Hook up sendmail") in one place.
  */
 
+import { isIPv6 } from 'node:net';
+
 /** Host name inside the namespace; /etc/hosts there qualifies it, so no resolver is asked. */
 export const MTA_HOST = 'mx';
 export const MTA_DOMAIN = 'mx.authban.test';
@@ -14,6 +16,8 @@ export interface McOptions {
   readonly logLevel: number;
   /** Path of config/sendmail/authban.mc.snippet (INPUT_MAIL_FILTER), included as shipped. */
   readonly milterSnippet: string;
+  /** Also listen on this IPv6 address (same port, a second daemon named MTA-authban-v6). */
+  readonly ipv6Addr?: string;
 }
 
 /** sendmail.mc: loopback-only daemon, plaintext AUTH LOGIN/PLAIN via saslauthd, no DNS. */
@@ -49,10 +53,16 @@ FEATURE(\`nocanonify')dnl
 FEATURE(\`accept_unresolvable_domains')dnl
 FEATURE(\`use_cw_file')dnl
 DAEMON_OPTIONS(\`Port=${o.smtpPort}, Addr=127.0.0.1, Name=MTA-authban')dnl
-include(\`${o.milterSnippet}')dnl
+${o.ipv6Addr !== undefined ? `DAEMON_OPTIONS(\`Port=${o.smtpPort}, Addr=${ipv6Literal(o.ipv6Addr)}, Family=inet6, Name=MTA-authban-v6')dnl\n` : ''}include(\`${o.milterSnippet}')dnl
 MAILER(\`local')dnl
 MAILER(\`smtp')dnl
 `;
+}
+
+/** An IPv6 address literal, checked: it goes into m4 and shell text. */
+function ipv6Literal(addr: string): string {
+  if (!isIPv6(addr)) throw new Error(`not an IPv6 address: ${JSON.stringify(addr)}`);
+  return addr;
 }
 
 /** The local mailer: one file per delivery in mailboxDir, so a test can see mail arrived. */
@@ -110,9 +120,11 @@ export function renderNamespaceFiles(): NamespaceFiles {
  * propagation, so nothing here is seen by the host). It gives the namespace its own /dev (a
  * tmpfs holding the host's device nodes and, once rsyslogd starts, a private /dev/log), its
  * own name-resolution files and a saslauthd run directory, then stays as the namespace's
- * anchor until killed.
+ * anchor until killed. Extra IPv6 addresses (each with its /64) go on lo, for IPv6 clients.
  */
-export function renderNamespaceSetup(dir: string, lifetimeSeconds: number): string {
+export function renderNamespaceSetup(dir: string, lifetimeSeconds: number, ipv6Addresses: readonly string[] = []): string {
+  // nodad: usable at once (no duplicate address detection on lo); a /64 each, like a real host.
+  const v6 = ipv6Addresses.map((a) => `ip -6 addr add ${ipv6Literal(a)}/64 dev lo nodad\n`).join('');
   return `set -eu
 D='${dir}'
 mkdir -p "$D/hostdev"
@@ -132,7 +144,7 @@ mkdir -p /run/saslauthd
 mount --bind "$D/saslauthd" /run/saslauthd
 hostname ${MTA_HOST}
 ip link set lo up
-echo READY
+${v6}echo READY
 exec sleep ${lifetimeSeconds}
 `;
 }
