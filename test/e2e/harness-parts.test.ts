@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MILTER_SNIPPET, metricValue, parseSwaks, percentile } from './harness.js';
 import { runOk } from './procs.js';
-import { renderSendmailMc } from './render.js';
-import { failedSessionsFromMailLog, sessionsFromMailLog } from './scenario.js';
+import { renderNamespaceSetup, renderSendmailMc } from './render.js';
+import { canonicalAddress, covers, failedSessionsFromMailLog, sessionsFromMailLog } from './scenario.js';
 import { needsOrSkip } from '../helpers/require-root.js';
 
 test('the generated .mc builds a .cf with the shipped filter line, our LogLevel and a loopback-only daemon', async (t) => {
@@ -29,6 +29,24 @@ test('the generated .mc builds a .cf with the shipped filter line, our LogLevel 
   assert.match(cf, /^Mlocal,\s+P=\/srv\/e2e\/local-mailer,/m);
   // no_default_msa: no second daemon on 587.
   assert.equal(cf.match(/^O DaemonPortOptions=/gm)?.length, 1);
+});
+
+test('with an IPv6 address the .mc adds a second, inet6 daemon; the namespace puts client addresses on lo', async (t) => {
+  if (!needsOrSkip(t, existsSync('/usr/share/sendmail/cf/m4/cf.m4') && existsSync('/usr/bin/m4'), 'needs m4 and sendmail-cf')) return;
+  const mc = renderSendmailMc({ dir: '/srv/e2e', smtpPort: 2600, logLevel: 9, milterSnippet: MILTER_SNIPPET, ipv6Addr: '::1' });
+  const dir = mkdtempSync(join(tmpdir(), 'authban-mc-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'test.mc'), mc);
+  const cf = await runOk(['/usr/bin/m4', join(dir, 'test.mc')], 10_000);
+  assert.deepEqual(cf.match(/^O DaemonPortOptions=.*$/gm), [
+    'O DaemonPortOptions=Port=2600, Addr=127.0.0.1, Name=MTA-authban',
+    'O DaemonPortOptions=Port=2600, Addr=::1, Family=inet6, Name=MTA-authban-v6',
+  ]);
+  assert.throws(() => renderSendmailMc({ dir: '/srv/e2e', smtpPort: 2600, logLevel: 9, milterSnippet: MILTER_SNIPPET, ipv6Addr: '::1; x' }));
+  const setup = renderNamespaceSetup('/srv/e2e', 60, ['2001:db8::10', '2001:db8:0:1::10']);
+  assert.match(setup, /^ip -6 addr add 2001:db8::10\/64 dev lo nodad\nip -6 addr add 2001:db8:0:1::10\/64 dev lo nodad\necho READY$/m);
+  assert.ok(!renderNamespaceSetup('/srv/e2e', 60).includes('ip -6'));
+  assert.throws(() => renderNamespaceSetup('/srv/e2e', 60, ['2001:db8::10/64']));
 });
 
 test('a swaks transcript: greeting code and the reply that ends AUTH', () => {
@@ -77,6 +95,37 @@ test('sendmail log: queue id to client, and which sessions failed AUTH', (t) => 
     ],
   );
   assert.deepEqual([...failedSessionsFromMailLog(log)], [['127.0.0.4', new Set(['6AQCVtPK007525'])]]);
+});
+
+test('sendmail log over IPv6: uncompressed [IPv6:...] addresses read in canonical form; /64 targets cover their addresses', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'authban-log-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const log = join(dir, 'mail.log');
+  writeFileSync(
+    log,
+    [
+      'Nov 26 13:08:44 mx sendmail[27192]: 6AQD8ht5027192: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=abt1, relay=[IPv6:2001:db8:0:0:0:0:0:10]',
+      'Nov 26 13:08:44 mx sendmail[27192]: 6AQD8ht5027192: [IPv6:2001:db8:0:0:0:0:0:10] did not issue MAIL/EXPN/VRFY/ETRN during connection to MTA-authban-v6',
+      'Nov 26 13:08:14 mx sendmail[26662]: 6AQD8D0T026662: from=<sender@mx.authban.test>, size=280, class=0, nrcpts=1, proto=ESMTPA, daemon=MTA-authban-v6, relay=[IPv6:2001:db8:0:1:0:0:0:10]',
+      'Nov 26 13:08:14 mx sendmail[26670]: 6AQD8EDv026670: Milter: connect: host=[IPv6:2001:db8:0:0:0:0:0:11], addr=IPv6:2001:db8:0:0:0:0:0:11, shutdown',
+    ].join('\n'),
+  );
+  assert.deepEqual(
+    [...sessionsFromMailLog(log)],
+    [
+      ['6AQD8ht5027192', '2001:db8::10'],
+      ['6AQD8D0T026662', '2001:db8:0:1::10'],
+      ['6AQD8EDv026670', '2001:db8::11'],
+    ],
+  );
+  assert.deepEqual([...failedSessionsFromMailLog(log)], [['2001:db8::10', new Set(['6AQD8ht5027192'])]]);
+  assert.equal(canonicalAddress('IPv6:2001:0db8:0:0:0:0:0:0a'), '2001:db8::a');
+  assert.equal(canonicalAddress('198.51.100.7'), '198.51.100.7');
+  assert.ok(covers('2001:db8::/64', '2001:db8::11'));
+  assert.ok(!covers('2001:db8::/64', '2001:db8:0:1::10'));
+  assert.ok(covers('127.0.0.2', '127.0.0.2'));
+  assert.ok(!covers('127.0.0.2', '127.0.0.20'));
+  assert.ok(!covers('2001:db8::/64', undefined));
 });
 
 test('percentile is nearest-rank; metric values sum over matching label sets', () => {

@@ -2,7 +2,8 @@
  * A real sendmail + saslauthd (PAM) + rsyslogd stack for end-to-end tests, with authban as its
  * milter. Everything runs inside one network + mount + UTS namespace the harness creates:
  * its only interface is lo (so no DNS query or any other packet can leave the machine, and
- * clients can come from 127.0.0.2, 127.0.0.3, ...), its /dev/log belongs to the harness's own
+ * clients can come from 127.0.0.2, 127.0.0.3, ..., and with StackOptions.ipv6Clients from
+ * 2001:db8:: addresses put on lo), its /dev/log belongs to the harness's own
  * rsyslogd, and its resolver files say "files only". The test process stays outside and talks
  * to authban through its control socket, a path on the shared filesystem.
  * See SENDMAIL.md (/work/shared) for the traps each step avoids.
@@ -10,6 +11,7 @@
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { BlockList, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
@@ -29,12 +31,18 @@ export const MILTER_SNIPPET = join(REPO_ROOT, 'config/sendmail/authban.mc.snippe
 export const RSYSLOG_SNIPPET = join(REPO_ROOT, 'config/sendmail/rsyslog-authban.conf');
 const CF_M4 = '/usr/share/sendmail/cf/m4/cf.m4';
 const SMTP_PORT = 2525;
+/** sendmail's IPv6 listen address, when StackOptions.ipv6 asks for one. */
+export const SMTP_ADDR_V6 = '::1';
 /** authban's milter port as written in the shipped snippet; the namespace has it to itself. */
 export const MILTER_PORT = 8894;
 /** Upper bound on one test file's use of the namespace; its anchor process exits after it. */
 const NAMESPACE_LIFETIME_S = 900;
 const SEARCH_PATH = ['/usr/libexec/sendmail', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 const TOOLS = ['sendmail', 'saslauthd', 'swaks', 'rsyslogd', 'm4', 'unshare', 'nsenter', 'ip', 'ss', 'useradd', 'chpasswd', 'userdel'];
+
+/** The only IPv6 space the namespace may use (RFC 3849 documentation prefix). */
+const DOC_V6 = new BlockList();
+DOC_V6.addSubnet('2001:db8::', 32, 'ipv6');
 
 function findTool(name: string): string | undefined {
   for (const dir of SEARCH_PATH) {
@@ -66,18 +74,29 @@ export function e2eReady(t: TestContext): boolean {
   return needsOrSkip(t, why === '', `needs ${why}`);
 }
 
+/**
+ * e2eReady, and swaks can speak IPv6: it needs Perl's IO::Socket::INET6 (Debian package
+ * libio-socket-inet6-perl, not a dependency of swaks) and otherwise exits 10 at once.
+ */
+export function e2eIpv6Ready(t: TestContext): boolean {
+  if (!e2eReady(t)) return false;
+  const perl = findTool('perl');
+  const ok = perl !== undefined && spawnSync(perl, ['-MIO::Socket::INET6', '-e', '1'], { timeout: 10_000 }).status === 0;
+  return needsOrSkip(t, ok, 'needs libio-socket-inet6-perl (swaks speaks IPv6 only with IO::Socket::INET6)');
+}
+
 /** The namespace anchor and the way into it. */
 class Namespace {
   private constructor(private readonly anchor: Proc) {}
 
-  static async create(dir: string): Promise<Namespace> {
+  static async create(dir: string, ipv6Addresses: readonly string[]): Promise<Namespace> {
     const files = renderNamespaceFiles();
     mkdirSync(join(dir, 'etc'));
     writeFileSync(join(dir, 'etc/hosts'), files.hosts);
     writeFileSync(join(dir, 'etc/resolv.conf'), files.resolvConf);
     writeFileSync(join(dir, 'etc/nsswitch.conf'), files.nsswitch);
     writeFileSync(join(dir, 'service.switch'), files.serviceSwitch);
-    writeFileSync(join(dir, 'ns-setup.sh'), renderNamespaceSetup(dir, NAMESPACE_LIFETIME_S));
+    writeFileSync(join(dir, 'ns-setup.sh'), renderNamespaceSetup(dir, NAMESPACE_LIFETIME_S, ipv6Addresses));
     const anchor = new Proc('namespace', [tool('unshare'), '--net', '--mount', '--uts', '--propagation', 'private', '/bin/sh', join(dir, 'ns-setup.sh')], {
       logPath: join(dir, 'namespace.log'),
     });
@@ -95,9 +114,17 @@ class Namespace {
     return [tool('nsenter'), '-t', String(this.anchor.pid), '-n', '-m', '-u', `--wd=${wd}`, '--'];
   }
 
-  async listening(port: number): Promise<boolean> {
+  /** Listening TCP sockets on `port`, e.g. `127.0.0.1:2525` and `[::1]:2525`. */
+  async listeners(port: number): Promise<string[]> {
     const out = await runOk([...this.enter(), tool('ss'), '-Hltn', `sport = :${port}`], 5000);
-    return out.trim() !== '';
+    return out
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[3])
+      .filter((a): a is string => a !== undefined && a !== '');
+  }
+
+  async listening(port: number): Promise<boolean> {
+    return (await this.listeners(port)).length > 0;
   }
 
   stop(): Promise<void> {
@@ -133,10 +160,15 @@ export interface StackOptions {
   readonly timestamps?: 'bsd' | 'iso';
   /** Include config/sendmail/rsyslog-authban.conf: forward mail and auth lines to authban over UDP. */
   readonly forwardSyslog?: boolean;
+  /**
+   * IPv6 too: these client addresses (2001:db8::/32 only) go on the namespace's lo, each with
+   * its /64, and sendmail also listens on [::1] (a second daemon, MTA-authban-v6).
+   */
+  readonly ipv6Clients?: readonly string[];
 }
 
 export interface SwaksOptions {
-  /** Client source address, 127.0.0.N. */
+  /** Client source address, 127.0.0.N, or one of StackOptions.ipv6Clients (then over IPv6 to [::1]). */
   readonly from: string;
   /** Defaults to the test user's right password. */
   readonly password?: string;
@@ -235,7 +267,17 @@ export class Stack {
     writeFileSync(join(d, 'local-mailer'), renderLocalMailer(join(d, 'mbox')), { mode: 0o755 });
     writeFileSync(join(d, 'mail.log'), '');
     writeFileSync(join(d, 'auth.log'), '');
-    const mc = renderSendmailMc({ dir: d, smtpPort: SMTP_PORT, logLevel: this.opts.logLevel, milterSnippet: MILTER_SNIPPET });
+    const v6 = this.opts.ipv6Clients ?? [];
+    for (const a of v6) {
+      if (!isIPv6(a) || !DOC_V6.check(a, 'ipv6')) throw new Error(`ipv6Clients: ${a} is not in 2001:db8::/32`);
+    }
+    const mc = renderSendmailMc({
+      dir: d,
+      smtpPort: SMTP_PORT,
+      logLevel: this.opts.logLevel,
+      milterSnippet: MILTER_SNIPPET,
+      ...(this.opts.ipv6Clients ? { ipv6Addr: SMTP_ADDR_V6 } : {}),
+    });
     writeFileSync(join(d, 'sendmail.mc'), mc);
     writeFileSync(join(d, 'sendmail.cf'), await runOk([tool('m4'), join(d, 'sendmail.mc')], 10_000));
     writeFileSync(
@@ -249,7 +291,7 @@ export class Stack {
       }),
     );
 
-    this.ns = await Namespace.create(d);
+    this.ns = await Namespace.create(d, v6);
     const ns = this.ns;
     this.spawn('rsyslogd', [...ns.enter(), tool('rsyslogd'), '-n', '-f', join(d, 'rsyslog.conf'), '-i', join(d, 'rsyslogd.pid')]);
     await pollUntil('/dev/log in the namespace', async () => ((await run([...ns.enter(), '/usr/bin/test', '-S', '/dev/log'], 5000)).code === 0 ? true : undefined), 10_000);
@@ -260,7 +302,8 @@ export class Stack {
     this.user = await createUser();
     this.spawn('sendmail', [...ns.enter(), tool('sendmail'), '-bD', '-C', join(d, 'sendmail.cf')]);
     // Readiness by listening socket: a probe connection would be a real SMTP + milter session.
-    await pollUntil('sendmail listening', async () => ((await ns.listening(SMTP_PORT)) ? true : undefined), 20_000, 200);
+    const daemons = this.opts.ipv6Clients ? 2 : 1;
+    await pollUntil('sendmail listening', async () => ((await ns.listeners(SMTP_PORT)).length >= daemons ? true : undefined), 20_000, 200);
   }
 
   private spawn(name: string, argv: string[], cwd?: string): Proc {
@@ -300,7 +343,7 @@ export class Stack {
       enforce: { backend: 'none' },
       control: { socket: this.controlSocket },
       metrics: { listen: '127.0.0.1:9464' },
-      log: { level: 'info' },
+      log: { level: c.logLevel ?? 'info' },
     };
   }
 
@@ -308,10 +351,13 @@ export class Stack {
   async swaks(o: SwaksOptions): Promise<SwaksResult> {
     const user = this.testUser;
     const n = ++this.swaksCount;
+    const v6 = isIPv6(o.from);
     const argv = [
       ...this.namespace.enter(),
       tool('swaks'),
-      '--server', '127.0.0.1', '--port', String(SMTP_PORT),
+      // A bare IPv6 literal is taken whole by swaks (the port comes from --port).
+      ...(v6 ? ['-6', '--server', SMTP_ADDR_V6] : ['--server', '127.0.0.1']),
+      '--port', String(SMTP_PORT),
       '--local-interface', o.from,
       '--helo', `client${n}.example.test`,
       '--from', `sender@${MTA_DOMAIN}`,
@@ -364,6 +410,8 @@ export interface AuthbanConfig {
   readonly logFiles?: readonly ('mail' | 'auth')[];
   readonly syslogUdp?: string;
   readonly correlate?: Record<string, unknown>;
+  /** authban's own log level (default info; debug logs each milter session's connect). */
+  readonly logLevel?: 'info' | 'debug';
 }
 
 /** The running daemon: its JSON log (stdout) and its control CLI. */

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { BlockList, isIPv6 } from 'node:net';
 import type { Authban, Stack, SwaksResult } from './harness.js';
 import { percentile } from './harness.js';
 
@@ -76,16 +77,41 @@ export function evidenceQueueIds(ban: ListedBan): string[] {
   return ban.evidence.flatMap((f) => f.evidence.filter((e) => e.kind === 'session' && e.queueId).map((e) => e.queueId as string));
 }
 
+/** A client address as sendmail writes it in brackets: `[198.51.100.7]` or `[IPv6:2001:db8:0:0:0:0:0:7]`. */
+const BRACKETED_ADDR = String.raw`\[(?:IPv6:)?(\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)\]`;
+
+/**
+ * The canonical text of a logged client address. sendmail writes IPv6 uncompressed
+ * (`IPv6:2001:db8:0:0:0:0:0:10`); authban (and this harness) use the RFC 5952 form
+ * (`2001:db8::10`), which the WHATWG URL parser produces.
+ */
+export function canonicalAddress(logged: string): string {
+  const a = logged.replace(/^IPv6:/i, '');
+  return isIPv6(a) ? new URL(`http://[${a}]/`).hostname.slice(1, -1) : a;
+}
+
+/** Whether a ban target (an address, or a network such as `2001:db8::/64`) covers `address`. */
+export function covers(target: string, address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const slash = target.indexOf('/');
+  if (slash < 0) return target === address;
+  const family = isIPv6(address) ? 'ipv6' : 'ipv4';
+  const net = new BlockList();
+  net.addSubnet(target.slice(0, slash), Number(target.slice(slash + 1)), family);
+  return net.check(address, family);
+}
+
 /**
  * Ground truth from sendmail's own log: queue id -> client address. Every session line that
- * names the client (`relay=[IP]`, `[IP] did not issue ...`, `host=[IP]`) counts.
+ * names the client (`relay=[IP]`, `[IP] did not issue ...`, `host=[IP]`) counts; an IPv6
+ * client (`[IPv6:2001:db8:0:0:0:0:0:7]`) is given in canonical form (`2001:db8::7`).
  */
 export function sessionsFromMailLog(path: string): Map<string, string> {
   const map = new Map<string, string>();
-  const re = /sendmail\[\d+\]: ([0-9A-Za-z]{14}): .*?\[(\d{1,3}(?:\.\d{1,3}){3})\]/;
+  const re = new RegExp(String.raw`sendmail\[\d+\]: ([0-9A-Za-z]{14}): .*?` + BRACKETED_ADDR);
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     const m = re.exec(line);
-    if (m) map.set(m[1] as string, m[2] as string);
+    if (m) map.set(m[1] as string, canonicalAddress(m[2] as string));
   }
   return map;
 }
@@ -93,13 +119,14 @@ export function sessionsFromMailLog(path: string): Map<string, string> {
 /** Queue ids of the sessions whose AUTH failed, per client address, from sendmail's log (LogLevel >= 9). */
 export function failedSessionsFromMailLog(path: string): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
-  const re = /sendmail\[\d+\]: ([0-9A-Za-z]{14}): AUTH failure .*relay=.*\[(\d{1,3}(?:\.\d{1,3}){3})\]/;
+  const re = new RegExp(String.raw`sendmail\[\d+\]: ([0-9A-Za-z]{14}): AUTH failure .*relay=.*` + BRACKETED_ADDR);
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     const m = re.exec(line);
     if (!m) continue;
-    const set = out.get(m[2] as string) ?? new Set<string>();
+    const addr = canonicalAddress(m[2] as string);
+    const set = out.get(addr) ?? new Set<string>();
     set.add(m[1] as string);
-    out.set(m[2] as string, set);
+    out.set(addr, set);
   }
   return out;
 }
@@ -124,12 +151,13 @@ export class Figures {
 
   /**
    * Checks one ban's evidence against the ground truth: every session it cites was a session
-   * of that address, and counts how many of the address's failed sessions it cites.
+   * of that address (or of an address in the banned network), and counts how many of the
+   * address's failed sessions it cites.
    */
   checkBan(ban: ListedBan, failedQueueIds: ReadonlySet<string>, truth: ReadonlyMap<string, string>): void {
     const cited = new Set(evidenceQueueIds(ban));
     for (const q of cited) {
-      if (truth.get(q) !== ban.target) this.misattributed++;
+      if (!covers(ban.target, truth.get(q))) this.misattributed++;
     }
     this.wrongSessions += failedQueueIds.size;
     for (const q of failedQueueIds) if (cited.has(q)) this.attributed++;
