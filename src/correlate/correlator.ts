@@ -11,6 +11,7 @@
  *   lines of a session are paired by time and user into attempts, and each attempt has the
  *   key `SESSION#n`.
  */
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { AuthFailure, Evidence, FailureSource } from '../core/auth-failure.js';
 import type { LogRecord, PamFailure, SaslauthdFailure, SourceLine } from '../logs/records.js';
@@ -130,7 +131,7 @@ export class Correlator {
   private readonly deps: CorrelatorDeps;
   private readonly sessions = new WeakMap<Session, SessionState>();
   /** Attempt ordinals of sendmail failures with no known session, by queue id (or pid). */
-  private readonly detached: AttemptCounts;
+  private readonly detached: LRUCache<string, number>;
   private readonly smtp: ReadonlySet<string>;
   /** saslauthd lines not yet due, in arrival order (close to time order). */
   private queue: HeldSasl[] = [];
@@ -147,7 +148,7 @@ export class Correlator {
     this.index = deps.index;
     this.opts = { ...DEFAULT_CORRELATOR_OPTIONS, ...options };
     this.smtp = new Set(this.opts.smtpServices);
-    this.detached = new AttemptCounts(this.opts.maxHeld);
+    this.detached = new LRUCache({ max: this.opts.maxHeld });
   }
 
   /** Applies reloaded options; lines already held keep the deadlines they were given. */
@@ -172,11 +173,14 @@ export class Correlator {
         this.onPam(rec, ev);
         break;
       case 'dovecot-failure':
-        this.emit(
-          rec.user !== undefined
-            ? { address: rec.address, user: rec.user, service: rec.service, at: rec.at, source: 'dovecot', evidence: [ev] }
-            : { address: rec.address, service: rec.service, at: rec.at, source: 'dovecot', evidence: [ev] },
-        );
+        this.emit({
+          address: rec.address,
+          ...(rec.user !== undefined ? { user: rec.user } : {}),
+          service: rec.service,
+          at: rec.at,
+          source: 'dovecot',
+          evidence: [ev],
+        });
         break;
       default:
         this.onSendmail(rec, ev);
@@ -217,9 +221,15 @@ export class Correlator {
     }
     switch (rec.kind) {
       case 'sendmail-auth-failure': {
-        const obs: Observation = rec.user !== undefined
-          ? { cls: 'sendmail', source: 'sendmail', from: rec.at, to: rec.at, service: 'smtp', lines: [ev], user: rec.user }
-          : { cls: 'sendmail', source: 'sendmail', from: rec.at, to: rec.at, service: 'smtp', lines: [ev] };
+        const obs: Observation = {
+          cls: 'sendmail',
+          source: 'sendmail',
+          from: rec.at,
+          to: rec.at,
+          service: 'smtp',
+          lines: [ev],
+          ...(rec.user !== undefined ? { user: rec.user } : {}),
+        };
         if (s) {
           this.attach(s, obs);
           this.decideWaiting();
@@ -479,13 +489,17 @@ export class Correlator {
   /** A sendmail failure that names its address but no session is known (no milter, no connect line). */
   private attachDetached(address: string, base: string, obs: Observation): void {
     // Keys of a queue id only matter while that session lasts: the LRU keeps the map small.
-    const n = this.detached.next(base);
-    const attemptKey = `${base}#${n}`;
-    this.emit(
-      obs.user !== undefined
-        ? { address, user: obs.user, service: obs.service, at: obs.to, source: obs.source, attemptKey, evidence: obs.lines }
-        : { address, service: obs.service, at: obs.to, source: obs.source, attemptKey, evidence: obs.lines },
-    );
+    const n = (this.detached.get(base) ?? 0) + 1;
+    this.detached.set(base, n);
+    this.emit({
+      address,
+      ...(obs.user !== undefined ? { user: obs.user } : {}),
+      service: obs.service,
+      at: obs.to,
+      source: obs.source,
+      attemptKey: `${base}#${n}`,
+      evidence: obs.lines,
+    });
   }
 
   private emit(f: AuthFailure): void {
@@ -498,68 +512,6 @@ export class Correlator {
     this.stats.unattributed[reason] = (this.stats.unattributed[reason] ?? 0) + 1;
     this.deps.metrics?.unattributed.inc({ reason });
     this.deps.onUnresolved?.(reason, lines);
-  }
-}
-
-interface CountNode {
-  readonly key: string;
-  n: number;
-  prev: CountNode | null;
-  next: CountNode | null;
-}
-
-/**
- * Attempt ordinals by key, at most `max` keys, the least recently used dropped first: what an
- * LRU map of counters does (a read and a write refresh a key alike), as one lookup per use.
- */
-export class AttemptCounts {
-  private readonly map = new Map<string, CountNode>();
-  /** Least recently used first. */
-  private head: CountNode | null = null;
-  private tail: CountNode | null = null;
-
-  constructor(private readonly max: number) {
-    if (!(max >= 1)) throw new TypeError('AttemptCounts: max must be at least 1');
-  }
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  /** The key's count plus one, remembered; the key becomes the most recently used. */
-  next(key: string): number {
-    let node = this.map.get(key);
-    if (node) {
-      if (node !== this.tail) {
-        // Unlink (it has a successor, being not the tail), then append.
-        node.next!.prev = node.prev;
-        if (node.prev) node.prev.next = node.next;
-        else this.head = node.next;
-        node.prev = this.tail;
-        node.next = null;
-        this.tail!.next = node;
-        this.tail = node;
-      }
-      return ++node.n;
-    }
-    if (this.map.size >= this.max) {
-      const old = this.head!;
-      this.map.delete(old.key);
-      this.head = old.next;
-      if (this.head) this.head.prev = null;
-      else this.tail = null;
-    }
-    node = { key, n: 1, prev: this.tail, next: null };
-    if (this.tail) this.tail.next = node;
-    else this.head = node;
-    this.tail = node;
-    this.map.set(key, node);
-    return 1;
-  }
-
-  /** Current count of a key (0 when unknown or dropped), without refreshing it. */
-  peek(key: string): number {
-    return this.map.get(key)?.n ?? 0;
   }
 }
 
