@@ -8,6 +8,7 @@
  * programs add noise. Pids wrap at 32768, so pids are reused.
  */
 import { createWriteStream } from 'node:fs';
+import { prng } from '../../helpers/prng.js';
 
 export interface GenOptions {
   readonly seed: number;
@@ -34,17 +35,6 @@ export interface GenTruth {
   readonly authLines: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const QCHARS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx';
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
@@ -66,7 +56,7 @@ type Line = [at: number, seq: number, file: 0 | 1, text: string];
 /** Writes MAILLOG and AUTHLOG and returns the ground truth. */
 export async function generate(maillog: string, authlog: string, options: Partial<GenOptions> = {}): Promise<GenTruth> {
   const o = { ...DEFAULT_GEN_OPTIONS, ...options };
-  const rnd = mulberry32(o.seed);
+  const rnd = prng(o.seed);
   const int = (n: number): number => Math.floor(rnd() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const attackers: string[] = [];
