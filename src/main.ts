@@ -13,12 +13,10 @@ import { StateStore } from './bans/state-store.js';
 import { Correlator } from './correlate/correlator.js';
 import { createCorrelateMetrics } from './correlate/metrics.js';
 import { SessionIndex } from './correlate/session-index.js';
-import { FirewallBatcher, DEFAULT_BATCHER_OPTIONS } from './enforce/batcher.js';
-import { createBackend } from './enforce/factory.js';
+import { Firewall } from './enforce/firewall.js';
 import { createEnforceMetrics } from './enforce/metrics.js';
 import { DEFAULT_FIREWALL_OPTIONS } from './enforce/options.js';
 import { TempfailGate, createTempfailMetrics } from './enforce/tempfail.js';
-import type { FirewallBackend } from './enforce/backend.js';
 import { createLogsMetrics } from './logs/metrics.js';
 import type { MilterHandler, Verdict } from './milter/handler.js';
 import { createMilterMetrics } from './milter/metrics.js';
@@ -77,15 +75,14 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   // Decide: the ban engine with its durable state.
   const store = new StateStore({ file: join(cfg.state.dir, 'state.json') }, { log: logger, metrics: bansMetrics });
   const engine = new BanEngine({ log: logger, policy: policyOf(cfg), ownAddresses: ownAddresses(cfg), metrics: bansMetrics, store });
-  const restored = await engine.start();
+  await engine.start();
 
   // Enforce: the firewall (batched, never awaited by the milter) and the tempfail gate.
-  let fwOptions = firewallOptionsOf(cfg);
-  let backend: FirewallBackend = createBackend(fwOptions, { log: logger, metrics: enforceMetrics });
-  await backend.start(restored);
-  let batcher = new FirewallBatcher(backend, DEFAULT_BATCHER_OPTIONS, { log: logger, metrics: enforceMetrics });
-  engine.on('ban', (b) => batcher.ban(b));
-  engine.on('unban', (b) => batcher.unban(b));
+  const newFirewall = (c: Config): Firewall => new Firewall(firewallOptionsOf(c), { log: logger, metrics: enforceMetrics, activeBans: () => engine.list() });
+  let firewall = newFirewall(cfg);
+  await firewall.start();
+  engine.on('ban', (b) => firewall.ban(b));
+  engine.on('unban', (b) => firewall.unban(b));
   const gate = new TempfailGate((a) => engine.isBanned(a), cfg.milter.refused, buildRefusal(cfg.milter), tempfailMetrics);
 
   // Facts: sessions (milter) and log lines, joined by the correlator.
@@ -162,7 +159,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
             correlate: { ...correlator.stats, held: correlator.heldCount },
             // Many addresses failing against one account: a signal for the admin, never a ban.
             usersUnderAttack: engine.usersUnderAttack().slice(0, 20),
-            firewall: backend.name,
+            firewall: firewall.status(),
             logs: inputs.describe(),
           };
         case 'list':
@@ -214,12 +211,9 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
         metricsHttp = next.metrics.listen ? await startMetricsHttp(registry, next.metrics.listen, next.metrics.path, logger) : null;
       }
       if (JSON.stringify(next.enforce) !== JSON.stringify(cfg.enforce)) {
-        await batcher.close();
-        await backend.stop();
-        fwOptions = firewallOptionsOf(next);
-        backend = createBackend(fwOptions, { log: logger, metrics: enforceMetrics });
-        await backend.start(engine.list());
-        batcher = new FirewallBatcher(backend, DEFAULT_BATCHER_OPTIONS, { log: logger, metrics: enforceMetrics });
+        await firewall.stop();
+        firewall = newFirewall(next);
+        await firewall.start();
       }
       cfg = next;
       logger.info({ event: 'reloaded' }, 'configuration reloaded');
@@ -233,8 +227,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
         correlator.flush();
         await control.close();
         await metricsHttp?.close();
-        await batcher.close();
-        await backend.stop();
+        await firewall.stop();
         await engine.stop();
         logger.info({ event: 'stopped' }, 'stopped');
       })();

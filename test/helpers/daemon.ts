@@ -54,6 +54,8 @@ export interface StartOptions {
   /** Command the daemon runs under, e.g. `ip netns exec NS` to run it inside a test namespace. */
   readonly prefix?: readonly string[];
   readonly timeoutMs?: number;
+  /** Environment of the daemon (default: the test's own). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export async function startDaemon(dir: string, config: Record<string, unknown>, opts: StartOptions = {}): Promise<RunningDaemon> {
@@ -61,7 +63,7 @@ export async function startDaemon(dir: string, config: Record<string, unknown>, 
   const configFile = join(dir, 'authban.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const argv = [...(opts.prefix ?? []), process.execPath, '--import', 'tsx', CLI, 'run', '--config', configFile];
-  const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = '';
