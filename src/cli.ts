@@ -80,7 +80,7 @@ async function control(p: Parsed, cmd: string, args: Record<string, unknown>): P
 
 async function runDaemon(p: Parsed): Promise<number> {
   const path = configPath(p);
-  let cfg: Config = loadConfig(path);
+  const cfg: Config = loadConfig(path);
   const logger = createLogger(cfg.log.level);
   const daemon = await startDaemon(cfg, logger);
   let reloading = Promise.resolve();
@@ -90,15 +90,10 @@ async function runDaemon(p: Parsed): Promise<number> {
       try {
         next = loadConfig(path);
       } catch (e) {
-        logger.error({ event: 'reload-rejected', err: (e as Error).message }, 'new configuration is invalid; still running on the old one');
+        daemon.reloadRejected((e as Error).message);
         return;
       }
-      try {
-        await daemon.reload(next);
-        cfg = next;
-      } catch (e) {
-        logger.error({ event: 'reload-failed', err: (e as Error).message }, 'reload failed part way; running on what applied');
-      }
+      await daemon.reload(next);
     });
   });
   await new Promise<void>((resolve) => {

@@ -25,6 +25,7 @@ import { MilterServer } from './milter/server.js';
 import type { Config } from './ops/config.js';
 import { ControlUsageError, startControlServer, type ControlServer } from './ops/control-server.js';
 import { startMetricsHttp, type MetricsHttp } from './ops/metrics-http.js';
+import { createOpsMetrics } from './ops/metrics.js';
 import { startLogInputs, type LogInputs } from './logs/inputs.js';
 
 const CONTINUE: Verdict = { kind: 'continue' };
@@ -33,8 +34,10 @@ const TICK_MS = 1000;
 export interface Daemon {
   readonly milterAddresses: readonly string[];
   readonly metricsAddress: string | null;
-  /** Applies a new, already validated configuration; bans and open sessions are kept. */
+  /** Applies a new, already validated configuration; bans and open sessions are kept. Never rejects. */
   reload(next: Config): Promise<void>;
+  /** Records a reload refused because the new file is invalid: the old configuration stays. */
+  reloadRejected(reason: string): void;
   /** Stops accepting, lets sessions finish within the grace period, persists state. */
   stop(): Promise<void>;
 }
@@ -71,6 +74,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   const enforceMetrics = createEnforceMetrics(registry);
   const logsMetrics = createLogsMetrics(registry);
   const tempfailMetrics = createTempfailMetrics(registry);
+  const opsMetrics = createOpsMetrics(registry);
 
   // Decide: the ban engine with its durable state.
   const store = new StateStore({ file: join(cfg.state.dir, 'state.json') }, { log: logger, metrics: bansMetrics });
@@ -191,32 +195,53 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
     get metricsAddress() {
       return metricsHttp?.address ?? null;
     },
+    reloadRejected(reason) {
+      opsMetrics.reloads.inc({ result: 'rejected' });
+      logger.error({ event: 'reload-rejected', err: reason }, 'new configuration is invalid; still running on the old one');
+    },
     async reload(next) {
-      engine.reconfigure(policyOf(next), ownAddresses(next));
-      gate.update(next.milter.refused, buildRefusal(next.milter));
-      correlator.reconfigure({ holdMs: next.correlate.holdMs, startGraceMs: next.correlate.startGraceMs });
-      if (JSON.stringify(next.milter) !== JSON.stringify(cfg.milter)) {
-        // New listeners first, so sendmail is never without a milter; open sessions on the
-        // old server run to their end.
-        const old = milter;
-        milter = await MilterServer.start(milterInit(next));
-        void old.close(next.milter.shutdownGraceMs);
+      // Each part is applied on its own and `cfg` follows what really applied, so a part that
+      // fails (a listener address in use, say) is tried again at the next reload.
+      const changed = (k: keyof Config): boolean => JSON.stringify(next[k]) !== JSON.stringify(cfg[k]);
+      try {
+        engine.reconfigure(policyOf(next), ownAddresses(next));
+        gate.update(next.milter.refused, buildRefusal(next.milter));
+        correlator.reconfigure({ holdMs: next.correlate.holdMs, startGraceMs: next.correlate.startGraceMs });
+        cfg = { ...cfg, bans: next.bans, correlate: next.correlate, log: next.log };
+        if (changed('milter')) {
+          // New listeners first, so sendmail is never without a milter; open sessions on the
+          // old server run to their end.
+          const old = milter;
+          milter = await MilterServer.start(milterInit(next));
+          void old.close(next.milter.shutdownGraceMs);
+          cfg = { ...cfg, milter: next.milter };
+        }
+        if (changed('logs')) {
+          await inputs.stop();
+          inputs = await startLogInputs(next.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+          cfg = { ...cfg, logs: next.logs };
+        }
+        if (changed('metrics')) {
+          await metricsHttp?.close();
+          metricsHttp = next.metrics.listen ? await startMetricsHttp(registry, next.metrics.listen, next.metrics.path, logger) : null;
+          cfg = { ...cfg, metrics: next.metrics };
+        }
+        if (changed('enforce')) {
+          await firewall.stop();
+          firewall = newFirewall(next);
+          await firewall.start();
+          cfg = { ...cfg, enforce: next.enforce };
+        }
+        if (changed('state') || changed('control')) {
+          logger.warn({ event: 'reload_needs_restart', keys: ['state', 'control'].filter((k) => changed(k as keyof Config)) }, 'state.dir and control.socket change only on restart');
+        }
+        logger.level = next.log.level;
+        opsMetrics.reloads.inc({ result: 'applied' });
+        logger.info({ event: 'reloaded' }, 'configuration reloaded');
+      } catch (e) {
+        opsMetrics.reloads.inc({ result: 'failed' });
+        logger.error({ event: 'reload-failed', err: (e as Error).message }, 'reload failed part way; running on what applied');
       }
-      if (JSON.stringify(next.logs) !== JSON.stringify(cfg.logs)) {
-        await inputs.stop();
-        inputs = await startLogInputs(next.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
-      }
-      if (JSON.stringify(next.metrics) !== JSON.stringify(cfg.metrics)) {
-        await metricsHttp?.close();
-        metricsHttp = next.metrics.listen ? await startMetricsHttp(registry, next.metrics.listen, next.metrics.path, logger) : null;
-      }
-      if (JSON.stringify(next.enforce) !== JSON.stringify(cfg.enforce)) {
-        await firewall.stop();
-        firewall = newFirewall(next);
-        await firewall.start();
-      }
-      cfg = next;
-      logger.info({ event: 'reloaded' }, 'configuration reloaded');
     },
     stop() {
       stopping ??= (async () => {

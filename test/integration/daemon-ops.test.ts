@@ -78,6 +78,9 @@ test('an invalid file on SIGHUP is refused with its errors; the daemon keeps ser
   const st = await cli(['status', '--json', '--socket', d.socket]);
   assert.equal(st.code, 0);
   assert.equal(d.proc.exitCode, null);
+  const m = await scrape(d.metricsAddress!);
+  assert.equal(sample(m, 'authban_config_reloads_total{result="rejected"}'), 1);
+  assert.equal(sample(m, 'authban_config_reloads_total{result="applied"}'), 0);
 });
 
 test('check-config and daemon start reject a bad file with every error and exit 2', async (t) => {

@@ -12,6 +12,7 @@ import { createEnforceMetrics } from '../../../src/enforce/metrics.js';
 import { createTempfailMetrics } from '../../../src/enforce/tempfail.js';
 import { createLogsMetrics } from '../../../src/logs/metrics.js';
 import { createMilterMetrics } from '../../../src/milter/metrics.js';
+import { createOpsMetrics } from '../../../src/ops/metrics.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const dashboardPath = join(root, 'config', 'grafana-dashboard.json');
@@ -22,6 +23,7 @@ const factories: Record<string, (registry: Registry) => unknown> = {
   createEnforceMetrics,
   createLogsMetrics,
   createMilterMetrics,
+  createOpsMetrics,
   createTempfailMetrics,
 };
 
