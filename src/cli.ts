@@ -83,9 +83,12 @@ async function runDaemon(p: Parsed): Promise<number> {
   const cfg: Config = loadConfig(path);
   const logger = createLogger(cfg.log.level);
   const daemon = await startDaemon(cfg, logger);
-  let reloading = Promise.resolve();
+  // Reloads and the final stop run one after another, never interleaved.
+  let queue = Promise.resolve();
+  let stopping = false;
   process.on('SIGHUP', () => {
-    reloading = reloading.then(async () => {
+    queue = queue.then(async () => {
+      if (stopping) return;
       let next: Config;
       try {
         next = loadConfig(path);
@@ -99,7 +102,8 @@ async function runDaemon(p: Parsed): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ signal }, 'signal received');
-      void daemon.stop().then(resolve);
+      stopping = true;
+      queue = queue.then(() => daemon.stop()).then(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

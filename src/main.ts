@@ -26,7 +26,7 @@ import type { Config } from './ops/config.js';
 import { ControlUsageError, startControlServer, type ControlServer } from './ops/control-server.js';
 import { startMetricsHttp, type MetricsHttp } from './ops/metrics-http.js';
 import { createOpsMetrics } from './ops/metrics.js';
-import { startLogInputs, type LogInputs } from './logs/inputs.js';
+import { LogInputs } from './logs/inputs.js';
 
 const CONTINUE: Verdict = { kind: 'continue' };
 const TICK_MS = 1000;
@@ -97,8 +97,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   );
   const handler: MilterHandler = {
     onConnect(session, info) {
-      if (!info.address) return CONTINUE;
-      const refusal = gate.check(info.address);
+      const refusal = info.address ? gate.check(info.address) : null;
       // A refused connection never authenticates: it is not a session the logs can fail.
       if (refusal) return refusal;
       index.opened({
@@ -134,9 +133,9 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
     handler,
     metrics: milterMetrics,
   });
-  let milter = await MilterServer.start(milterInit(cfg));
+  const milter = await MilterServer.start(milterInit(cfg));
 
-  let inputs: LogInputs = await startLogInputs(cfg.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+  const inputs = await LogInputs.start(cfg.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
   // The first tick starts the correlator's start-grace clock: sessions opened before authban
   // started are unknown, so attribution by time waits until they are gone.
   correlator.tick(Date.now());
@@ -209,16 +208,11 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
         correlator.reconfigure({ holdMs: next.correlate.holdMs, startGraceMs: next.correlate.startGraceMs });
         cfg = { ...cfg, bans: next.bans, correlate: next.correlate, log: next.log };
         if (changed('milter')) {
-          // New listeners first, so sendmail is never without a milter; open sessions on the
-          // old server run to their end.
-          const old = milter;
-          milter = await MilterServer.start(milterInit(next));
-          void old.close(next.milter.shutdownGraceMs);
+          await milter.reconfigure(milterInit(next));
           cfg = { ...cfg, milter: next.milter };
         }
         if (changed('logs')) {
-          await inputs.stop();
-          inputs = await startLogInputs(next.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+          await inputs.reconfigure(next.logs);
           cfg = { ...cfg, logs: next.logs };
         }
         if (changed('metrics')) {

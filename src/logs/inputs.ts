@@ -1,10 +1,12 @@
 /**
- * The log inputs the config asks for, started together: followed files, the syslog receiver,
- * the journal. Every line goes through the one parser; matched records go to `onRecord`.
+ * The log inputs the config asks for: followed files, the syslog receiver, the journal. Every
+ * line goes through the one parser; matched records go to `onRecord`. A reload changes only
+ * what changed: an unchanged file keeps its follower (and its position), so no line is lost
+ * or read twice across a reload.
  */
 import type { Logger } from 'pino';
 import type { LogsMetrics } from './metrics.js';
-import { createLineParser } from './parse-line.js';
+import { createLineParser, type ParseResult } from './parse-line.js';
 import type { LogRecord, SourceLine } from './records.js';
 import { FileFollower } from './sources/file-follower.js';
 import { JournalSource } from './sources/journal.js';
@@ -23,60 +25,112 @@ export interface LogInputsDeps {
   readonly onRecord: (record: LogRecord, src: SourceLine) => void;
 }
 
-export interface LogInputs {
-  stop(): Promise<void>;
-  /** What is being read, for `authban status`. */
-  describe(): { files: string[]; syslog: string[]; journal: boolean };
-}
-
 function hostPort(spec: string): { host: string; port: number } {
   const colon = spec.lastIndexOf(':');
   return { host: spec.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(spec.slice(colon + 1)) };
 }
 
-export async function startLogInputs(cfg: LogInputsConfig, deps: LogInputsDeps): Promise<LogInputs> {
-  const parse = createLineParser({ timeZone: cfg.timezone === 'UTC' ? 'UTC' : cfg.timezone, futureToleranceSeconds: 7 * 86400 }, deps.metrics);
-  const onLine = (src: SourceLine): void => {
-    const r = parse(src);
-    if (r.outcome === 'matched') deps.onRecord(r.record, src);
+function syslogListen(cfg: LogInputsConfig['syslog']): SyslogListen[] {
+  const out: SyslogListen[] = [];
+  if (cfg.udp) out.push({ kind: 'udp', ...hostPort(cfg.udp) });
+  if (cfg.tcp) out.push({ kind: 'tcp', ...hostPort(cfg.tcp) });
+  if (cfg.unix) out.push({ kind: 'unix', path: cfg.unix });
+  return out;
+}
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+export class LogInputs {
+  private cfg: LogInputsConfig = { files: [], syslog: { udp: null, tcp: null, unix: null }, journal: { enabled: false, identifiers: [] }, timezone: 'local' };
+  private parse: (src: SourceLine) => ParseResult;
+  private readonly followers = new Map<string, { follower: FileFollower; fromStart: boolean }>();
+  private receiver: SyslogReceiver | null = null;
+  private journal: JournalSource | null = null;
+  private readonly onLine = (src: SourceLine): void => {
+    const r = this.parse(src);
+    if (r.outcome === 'matched') this.deps.onRecord(r.record, src);
   };
-  const sourceDeps = { logger: deps.logger, ...(deps.metrics ? { metrics: deps.metrics } : {}) };
-  const stops: (() => Promise<void>)[] = [];
-  const syslogListen: SyslogListen[] = [];
-  if (cfg.syslog.udp) syslogListen.push({ kind: 'udp', ...hostPort(cfg.syslog.udp) });
-  if (cfg.syslog.tcp) syslogListen.push({ kind: 'tcp', ...hostPort(cfg.syslog.tcp) });
-  if (cfg.syslog.unix) syslogListen.push({ kind: 'unix', path: cfg.syslog.unix });
-  let receiver: SyslogReceiver | null = null;
-  try {
-    for (const f of cfg.files) {
-      const follower = new FileFollower({ path: f.path, fromStart: f.fromStart }, onLine, sourceDeps);
-      await follower.start();
-      stops.push(() => follower.stop());
-    }
-    if (syslogListen.length > 0) {
-      const r = new SyslogReceiver({ listen: syslogListen }, onLine, sourceDeps);
-      await r.start();
-      receiver = r;
-      stops.push(() => r.stop());
-    }
-    if (cfg.journal.enabled) {
-      const j = new JournalSource({ identifiers: cfg.journal.identifiers }, onLine, sourceDeps);
-      await j.start();
-      stops.push(() => j.stop());
-    }
-  } catch (e) {
-    await Promise.all(stops.map((s) => s()));
-    throw e;
+
+  private constructor(private readonly deps: LogInputsDeps) {
+    this.parse = this.parserFor('local');
   }
-  deps.logger.info({ event: 'listening', what: 'logs', files: cfg.files.map((f) => f.path), syslog: receiver?.listeners ?? [], journal: cfg.journal.enabled }, 'log inputs started');
-  return {
-    stop: async () => {
-      await Promise.all(stops.map((s) => s()));
-    },
-    describe: () => ({
-      files: cfg.files.map((f) => f.path),
-      syslog: (receiver?.listeners ?? []).map((l) => (l.kind === 'unix' ? `unix:${l.path}` : `${l.kind}:${l.host}:${l.port}`)),
-      journal: cfg.journal.enabled,
-    }),
-  };
+
+  static async start(cfg: LogInputsConfig, deps: LogInputsDeps): Promise<LogInputs> {
+    const inputs = new LogInputs(deps);
+    try {
+      await inputs.reconfigure(cfg);
+    } catch (e) {
+      await inputs.stop();
+      throw e;
+    }
+    return inputs;
+  }
+
+  private parserFor(timezone: string): (src: SourceLine) => ParseResult {
+    return createLineParser({ timeZone: timezone, futureToleranceSeconds: 7 * 86400 }, this.deps.metrics);
+  }
+
+  private sourceDeps() {
+    return { logger: this.deps.logger, ...(this.deps.metrics ? { metrics: this.deps.metrics } : {}) };
+  }
+
+  /** Brings the running inputs to `next`, touching only what differs. */
+  async reconfigure(next: LogInputsConfig): Promise<void> {
+    if (next.timezone !== this.cfg.timezone) this.parse = this.parserFor(next.timezone);
+    const wanted = new Map(next.files.map((f) => [f.path, f.fromStart]));
+    for (const [path, f] of this.followers) {
+      if (wanted.get(path) !== f.fromStart) {
+        await f.follower.stop();
+        this.followers.delete(path);
+      }
+    }
+    for (const [path, fromStart] of wanted) {
+      if (this.followers.has(path)) continue;
+      const follower = new FileFollower({ path, fromStart }, this.onLine, this.sourceDeps());
+      await follower.start();
+      this.followers.set(path, { follower, fromStart });
+    }
+    this.cfg = { ...this.cfg, files: next.files, timezone: next.timezone };
+    if (!same(next.syslog, this.cfg.syslog)) {
+      // The same port may be asked for again: the old receiver must let go of it first.
+      await this.receiver?.stop();
+      this.receiver = null;
+      const listen = syslogListen(next.syslog);
+      if (listen.length > 0) {
+        const r = new SyslogReceiver({ listen }, this.onLine, this.sourceDeps());
+        await r.start();
+        this.receiver = r;
+      }
+      this.cfg = { ...this.cfg, syslog: next.syslog };
+    }
+    if (!same(next.journal, this.cfg.journal)) {
+      await this.journal?.stop();
+      this.journal = null;
+      if (next.journal.enabled) {
+        const j = new JournalSource({ identifiers: next.journal.identifiers }, this.onLine, this.sourceDeps());
+        await j.start();
+        this.journal = j;
+      }
+      this.cfg = { ...this.cfg, journal: next.journal };
+    }
+    this.deps.logger.info({ event: 'listening', what: 'logs', ...this.describe() }, 'log inputs ready');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.followers.values()].map((f) => f.follower.stop()));
+    this.followers.clear();
+    await this.receiver?.stop();
+    await this.journal?.stop();
+    this.receiver = null;
+    this.journal = null;
+  }
+
+  /** What is being read, for `authban status`. */
+  describe(): { files: string[]; syslog: string[]; journal: boolean } {
+    return {
+      files: [...this.followers.keys()],
+      syslog: (this.receiver?.listeners ?? []).map((l) => (l.kind === 'unix' ? `unix:${l.path}` : `${l.kind}:${l.host}:${l.port}`)),
+      journal: this.journal !== null,
+    };
+  }
 }

@@ -49,6 +49,9 @@ export interface Negotiated {
   readonly protocol: number;
 }
 
+// Checked once at load: a bad list would make sendmail refuse every negotiation.
+validateMacroLists(DEFAULT_MACRO_LISTS);
+
 export function negotiate(offer: OptnegCommand, macros: MacroLists = DEFAULT_MACRO_LISTS): Negotiated {
   if (offer.version < MILTER_VERSION_MIN) {
     throw new MilterProtocolError('negotiation', `MTA offers milter protocol version ${offer.version}, need at least ${MILTER_VERSION_MIN}`);

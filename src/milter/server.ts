@@ -2,9 +2,10 @@
  * The milter server: listeners as sendmail's S= equate names them, one MilterConnection per
  * accepted socket. A malformed frame closes only its own connection.
  */
-import { lstat, chmod, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { chmod, unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { clearStaleSocket } from '../core/unix-socket.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './frame-decoder.js';
 import type { MilterHandler, Verdict } from './handler.js';
 import { formatListenSpec, parseListenSpec, type ListenSpec } from './listen-spec.js';
@@ -48,8 +49,6 @@ const MAX_FRAME_CAP = 64 * 1024 * 1024;
 const LISTEN_BACKLOG = 4096;
 /** After a protocol error, how long the replies already written get to reach the MTA. */
 const ABORT_FLUSH_MS = 1000;
-/** How long to wait for an answer when probing whether a unix socket file is still in use. */
-const PROBE_TIMEOUT_MS = 500;
 
 export function validateMilterOptions(o: MilterServerOptions): void {
   if (o.listen.length === 0) throw new Error('milter: listen needs at least one address');
@@ -73,35 +72,6 @@ interface Listener {
   readonly server: Server;
 }
 
-/** Does something answer on this unix socket? Bounded by PROBE_TIMEOUT_MS. */
-function socketInUse(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ path });
-    const done = (v: boolean): void => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(v);
-    };
-    const timer = setTimeout(() => done(true), PROBE_TIMEOUT_MS);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
-
-/** Removes a stale socket file left by a previous run; refuses anything else at that path. */
-async function clearStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!st.isSocket()) throw new Error(`milter: ${path} exists and is not a socket; not replacing it`);
-  if (await socketInUse(path)) throw new Error(`milter: ${path} is in use by a running process`);
-  await unlink(path);
-}
-
 function listen(server: Server, spec: ListenSpec): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -114,16 +84,29 @@ function listen(server: Server, spec: ListenSpec): Promise<void> {
   });
 }
 
+/** Stops accepting on one listener (its open connections go on); a unix socket file is removed. */
+function closeListener({ spec, server }: Listener): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    if (spec.kind === 'unix') server.once('close', () => void unlink(spec.path).catch(() => undefined));
+  });
+}
+
 export class MilterServer {
   private readonly connections = new Map<MilterConnection, Socket>();
-  private readonly listeners: Listener[] = [];
-  private readonly sessionOptions: SessionOptions;
+  private listeners: Listener[] = [];
+  /** Given to each new connection; replaced (not mutated) on reconfigure. */
+  private sessionOptions: SessionOptions;
   private closing: Promise<void> | undefined;
   private drained: (() => void) | undefined;
 
-  private constructor(private readonly opts: MilterServerOptions) {
+  private constructor(private opts: MilterServerOptions) {
+    this.sessionOptions = MilterServer.sessionOptionsOf(opts);
+  }
+
+  private static sessionOptionsOf(opts: MilterServerOptions): SessionOptions {
     const fallback: Verdict = { kind: opts.fallbackVerdict };
-    this.sessionOptions = {
+    return {
       handler: opts.handler,
       logger: opts.logger,
       handlerTimeoutMs: opts.handlerTimeoutMs,
@@ -132,6 +115,29 @@ export class MilterServer {
       optnegCache: new Map(),
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
     };
+  }
+
+  /**
+   * Applies reloaded options without a restart. Listeners are compared by spec: unchanged
+   * ones keep their socket (sendmail never finds the port closed), removed ones stop
+   * accepting, new ones are bound. Deadline, fallback and frame cap apply to connections
+   * accepted from now on; open sessions go on as they started.
+   */
+  async reconfigure(next: Omit<MilterServerInit, 'logger' | 'handler' | 'metrics'>): Promise<void> {
+    const opts: MilterServerOptions = { ...this.opts, ...next };
+    validateMilterOptions(opts);
+    const wanted = new Map(opts.listen.map((l) => { const spec = parseListenSpec(l); return [formatListenSpec(spec), spec] as const; }));
+    const keep: Listener[] = [];
+    for (const l of this.listeners) {
+      if (wanted.has(formatListenSpec(l.spec))) keep.push(l);
+      else closeListener(l);
+    }
+    this.listeners = keep;
+    this.opts = opts;
+    this.sessionOptions = MilterServer.sessionOptionsOf(opts);
+    const bound = new Set(keep.map((l) => formatListenSpec(l.spec)));
+    for (const [text, spec] of wanted) if (!bound.has(text)) await this.bind(spec);
+    opts.logger.info({ listen: this.addresses() }, 'milter server reconfigured');
   }
 
   /** Validates the options, binds every listener (all or none) and starts serving. */
@@ -173,13 +179,7 @@ export class MilterServer {
   }
 
   private async doClose(graceMs: number): Promise<void> {
-    const closed = this.listeners.map(
-      ({ spec, server }) =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          if (spec.kind === 'unix') server.once('close', () => void unlink(spec.path).catch(() => undefined));
-        }),
-    );
+    const closed = this.listeners.map(closeListener);
     if (this.connections.size > 0 && graceMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -199,7 +199,7 @@ export class MilterServer {
   }
 
   private async bind(spec: ListenSpec): Promise<void> {
-    if (spec.kind === 'unix') await clearStaleSocket(spec.path);
+    if (spec.kind === 'unix') await clearStaleSocket(spec.path, 'milter');
     const server = createServer((socket) => this.accept(socket, spec));
     await listen(server, spec);
     this.listeners.push({ spec, server });

@@ -144,7 +144,9 @@ export class MilterConnection {
       try {
         cmd = decodeCommand(f);
       } catch (err) {
-        // Frames before the bad one are served first; the connection ends after them.
+        // Frames before the bad one are served first, and replies they owe go out when the
+        // handler answers at once; one still pending from an async handler is dropped, since
+        // the connection is closing. The connection ends after them.
         this.drain();
         this.fail(err as MilterProtocolError, Buffer.concat([Buffer.of(f.command), f.payload.subarray(0, SAMPLE_BYTES - 1)]));
         return;

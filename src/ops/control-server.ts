@@ -1,7 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { clearStaleSocket } from '../core/unix-socket.js';
 
 /** One request on the control socket: a JSON object on one line. */
 export interface ControlRequest {
@@ -26,7 +27,7 @@ export interface ControlServer {
 /** A unix socket, mode 0600, speaking newline-delimited JSON, one request per line. */
 export async function startControlServer(path: string, dispatch: ControlDispatch, logger: Logger): Promise<ControlServer> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-  removeStaleSocket(path);
+  await clearStaleSocket(path, 'control socket');
   const sockets = new Set<Socket>();
   const server: Server = createServer((sock) => {
     sockets.add(sock);
@@ -86,16 +87,4 @@ export async function startControlServer(path: string, dispatch: ControlDispatch
         server.close(() => resolve());
       }),
   };
-}
-
-/** Replaces a socket file left by a dead daemon; refuses to delete anything that is not a socket. */
-export function removeStaleSocket(path: string): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-  unlinkSync(path);
 }

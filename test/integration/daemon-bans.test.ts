@@ -203,7 +203,7 @@ test('the syslog receiver feeds a running daemon that bans after maxretry', asyn
     removeDir(dir);
   });
   const inputs = await d.waitForLog((l) => l.what === 'logs');
-  const port = (inputs.syslog as { port: number }[])[0]!.port;
+  const port = Number(/^udp:127\.0\.0\.1:(\d+)$/.exec((inputs.syslog as string[])[0]!)![1]);
   for (let i = 0; i < 2; i++) {
     const s = await openSession(d.milterPort, ATTACKER, 25000 + i);
     // As rsyslog forwards it: <PRI> (mail.info = 22) and an RFC 3164 header.

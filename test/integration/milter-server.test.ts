@@ -229,4 +229,31 @@ describe('MilterServer', () => {
     writeFileSync(file, 'keep me');
     await assert.rejects(startServer(t, {}, { listen: [`unix:${file}`] }), /exists and is not a socket/);
   });
+
+  it('reconfigure: keeps unchanged listeners, binds new ones, stops removed ones; open sessions go on', async (t) => {
+    const dir = tempDir(t);
+    const sock = join(dir, 'milter.sock');
+    const { server, port } = await startServer(t, { onConnect: () => ({ kind: 'continue' }) });
+    const old = await client(t, { port });
+    await old.negotiate();
+    assert.equal(letter(await old.request({ cmd: 'connect', hostname: 'a', family: '4', port: 1, address: '198.51.100.1' })), 'c');
+
+    // Add a unix listener, keep the TCP one.
+    await server.reconfigure({ listen: [`inet:0@127.0.0.1`, `unix:${sock}`], handlerTimeoutMs: 2000 });
+    assert.equal(server.addresses().length, 2);
+    assert.equal(server.addresses()[0], `inet:${port}@127.0.0.1`, 'the unchanged listener keeps its port');
+    const viaUnix = await client(t, { path: sock });
+    await viaUnix.negotiate();
+    assert.equal(letter(await viaUnix.request({ cmd: 'connect', hostname: 'b', family: '4', port: 2, address: '198.51.100.2' })), 'c');
+
+    // Drop the TCP listener: new TCP connections are refused, the open one is still served.
+    await server.reconfigure({ listen: [`unix:${sock}`] });
+    await assert.rejects(MtaClient.connect({ port }, { replyTimeoutMs: 1000 }));
+    old.send({ cmd: 'quit_nc' });
+    assert.equal(letter(await old.request({ cmd: 'connect', hostname: 'c', family: '4', port: 3, address: '198.51.100.3' })), 'c');
+    assert.deepEqual(server.addresses(), [`unix:${sock}`]);
+
+    await assert.rejects(server.reconfigure({ listen: ['tcp:25'] }), /listen|spec/i);
+  });
 });
+

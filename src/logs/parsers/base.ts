@@ -2,17 +2,10 @@ import { parseAddress } from '../../core/address.js';
 import type { RecordBase } from '../records.js';
 import type { SyslogHeader } from '../syslog-line.js';
 
-/** The fields every record copies from its line's header. */
-export function recordBase(h: SyslogHeader, pattern: string): RecordBase {
-  return h.pid !== undefined
-    ? { at: h.at, program: h.program, pid: h.pid, pattern }
-    : { at: h.at, program: h.program, pattern };
-}
-
 /** A record under construction: the base fields, then the kind's own, in that order. */
 export type Building<T> = { -readonly [K in keyof T]: T[K] };
 
-/** recordBase plus the kind, as one object the parser completes. */
+/** The fields every record copies from its line's header, plus the kind: one object the parser completes. */
 export function startRecord<T extends RecordBase & { kind: string }>(
   h: SyslogHeader, pattern: string, kind: T['kind'],
 ): Building<T> {
