@@ -215,7 +215,9 @@ export class Correlator {
     }
     const s = this.sessionOf(rec);
     const address = 'address' in rec ? rec.address : undefined;
-    if (s && address !== undefined && address !== s.address) {
+    // A session of unknown address cannot be checked against the line: its lines are joined
+    // to it (so that they count nowhere else) and never emitted.
+    if (s && s.address !== null && address !== undefined && address !== s.address) {
       this.mismatch(rec, s);
       return;
     }
@@ -256,7 +258,7 @@ export class Correlator {
     if (rec.pid === undefined) return;
     const live = this.index.openByPid(rec.pid);
     if (live?.origin === 'milter') {
-      if (live.address !== rec.address) this.mismatch(rec, live);
+      if (live.address !== null && live.address !== rec.address) this.mismatch(rec, live);
       return;
     }
     this.index.opened({ id: `${rec.pid}@${rec.at}`, address: rec.address, pid: rec.pid, at: rec.at }, 'log');
@@ -421,11 +423,12 @@ export class Correlator {
       return true;
     }
     if (!final) return false;
-    // No line decided between the sessions, but if they all came from one address the
+    // No line decided between the sessions, but if they all came from one known address the
     // address is certain all the same (one guesser's back-to-back sessions): count it once,
     // under the earliest session. Waiting until now let sendmail's own line pair it instead.
+    // A session of unknown address among them could be anyone: that stays ambiguous.
     const first = candidates[0]!;
-    if (candidates.every((s) => s.address === first.address)) {
+    if (first.address !== null && candidates.every((s) => s.address === first.address)) {
       this.attach(candidates.reduce((a, b) => (b.openedAt < a.openedAt ? b : a)), obs);
       return true;
     }
@@ -467,6 +470,12 @@ export class Correlator {
     const a: Attempt = { n: ++st.count, from: obs.from, to: obs.to, classes: new Set([obs.cls]), ...(obs.user !== undefined ? { user: obs.user } : {}) };
     st.attempts.push(a);
     if (st.attempts.length > this.opts.maxAttemptsPerSession) st.attempts.shift();
+    if (s.address === null) {
+      // The attempt is remembered (so another source's line of it pairs here, not elsewhere)
+      // but, with no address to hold to account, never emitted.
+      this.unresolved('unknown_address', obs.lines);
+      return;
+    }
     const session: Evidence = {
       kind: 'session',
       clientAddress: s.address,

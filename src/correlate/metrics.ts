@@ -8,6 +8,8 @@ export type UnattributedReason =
   | 'other_service'
   /** An 8.12-style `AUTH failure` whose session never showed its address. */
   | 'no_address'
+  /** The session's client address is unknown (milter CONNECT of family unix / unknown): never attributed. */
+  | 'unknown_address'
   /** Right after start sessions opened earlier are unknown, so the set of candidates is not complete. */
   | 'start_grace'
   /** Too many lines waiting for a decision. */

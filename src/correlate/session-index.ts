@@ -13,8 +13,11 @@ export type SessionOrigin = 'milter' | 'log';
 export interface SessionOpenEvent {
   /** Unique per origin for the process lifetime (the milter's session id). */
   readonly id: number | string;
-  /** Canonical client address. */
-  readonly address: string;
+  /**
+   * Canonical client address; absent when the MTA gave none (milter CONNECT family unix or
+   * unknown). Such a session is still indexed: it may be the one authenticating.
+   */
+  readonly address?: string;
   readonly port?: number;
   readonly queueId?: string;
   readonly pid?: number;
@@ -28,7 +31,12 @@ export interface Session {
   readonly origin: SessionOrigin;
   /** Prefix of the attempt keys of this session's failures; stable for its life. */
   readonly key: string;
-  readonly address: string;
+  /**
+   * Canonical client address, or null when unknown (milter CONNECT family unix / unknown).
+   * A session of unknown address is never attributed a failure, and being a candidate it
+   * makes attribution by time ambiguous.
+   */
+  readonly address: string | null;
   readonly port?: number;
   readonly pid?: number;
   readonly openedAt: number;
@@ -56,6 +64,9 @@ export const DEFAULT_SESSION_INDEX_OPTIONS: SessionIndexOptions = {
 
 /** A sendmail session keeps at most this many queue ids (RSET / HELO give new ones). */
 const MAX_QUEUE_IDS = 16;
+
+/** How often (index clock) expiry runs on its own, without a query. */
+const EXPIRE_EVERY_MS = 1000;
 
 export class SessionIndex {
   private readonly opts: SessionIndexOptions;
@@ -103,7 +114,7 @@ export class SessionIndex {
       ref,
       origin,
       key: ev.queueId ?? (ev.pid !== undefined ? `${ev.pid}@${Math.floor(ev.at / 1000)}` : ref),
-      address: ev.address,
+      address: ev.address ?? null,
       openedAt: ev.at,
       queueIds: [],
       ...(ev.port !== undefined ? { port: ev.port } : {}),
@@ -199,10 +210,25 @@ export class SessionIndex {
     return out;
   }
 
-  /** Moves the index's clock forward (event times from milter or logs, or wall time). */
+  /** Sessions the index holds (open and closed, still findable). */
+  get size(): number {
+    return this.byRef.size;
+  }
+
+  /** Entries of the closed-session queue, including dropped ones awaiting compaction. */
+  get closedQueueLength(): number {
+    return this.closedQueue.length;
+  }
+
+  /**
+   * Moves the index's clock forward (event times from milter or logs, or wall time) and,
+   * at most once a second of that clock, expires what is due: the correlator's tick and
+   * the milter's events keep the index bounded even when no SASL line ever queries it.
+   */
   advance(at: number): void {
     if (this.first === undefined) this.first = at;
     if (at > this.clock) this.clock = at;
+    if (this.clock - this.lastOpenSweep >= EXPIRE_EVERY_MS) this.expire();
   }
 
   /** Time of the first event: sessions opened before it are unknown to the index. */
@@ -224,7 +250,9 @@ export class SessionIndex {
       this.closedHead = 0;
     }
     // Sessions outlive seconds, so looking for missed closes once a second is enough.
-    if (this.clock - this.lastOpenSweep < 1000) return;
+    // (close() below calls advance() with an earlier time: lastOpenSweep is set first, so
+    // that does not re-enter.)
+    if (this.clock - this.lastOpenSweep < EXPIRE_EVERY_MS) return;
     this.lastOpenSweep = this.clock;
     const maxOpenMs = this.opts.maxOpen * 1000;
     for (const s of this.open) {

@@ -281,3 +281,57 @@ test('a session past MAIL is no candidate; a SASL failure for another service is
   assert.deepEqual(out.map((f) => f.address), ['203.0.113.17']);
   assert.deepEqual(unresolved, ['other_service']);
 });
+
+/** A milter session whose CONNECT gave no address (family unix / unknown). */
+const openUnknown = (index: SessionIndex, id: number, pid: number, at: number) =>
+  index.opened({ id, pid, queueId: qidOf(pid), at });
+
+test('two candidates, one of unknown address: ambiguous, never attributed to the known one', () => {
+  const { c, out, open, index, feed, unresolved } = setup({ holdMs: 10_000 });
+  open(1, 45001, '203.0.113.21', sec(0));
+  openUnknown(index, 2, 45002, sec(1));
+  feed(sasl(810, sec(4), 'bob'));
+  c.tick(sec(13));
+  assert.equal(c.heldCount, 1, 'held within holdMs');
+  c.tick(sec(14));
+  assert.equal(c.heldCount, 0);
+  assert.equal(out.length, 0);
+  assert.equal(c.stats.ambiguous, 1);
+  assert.deepEqual(unresolved, ['ambiguous']);
+});
+
+test('two candidates, both of unknown address: ambiguous (not "one address")', () => {
+  const { c, out, index, feed, unresolved } = setup({ holdMs: 10_000 });
+  openUnknown(index, 1, 45011, sec(0));
+  openUnknown(index, 2, 45012, sec(1));
+  feed(sasl(811, sec(4), 'bob'));
+  c.tick(sec(14));
+  assert.equal(out.length, 0);
+  assert.deepEqual(unresolved, ['ambiguous']);
+});
+
+test('the one candidate is of unknown address: not emitted, counted unattributed', () => {
+  const { c, out, index, feed, unresolved } = setup();
+  openUnknown(index, 1, 45021, sec(0));
+  feed(sasl(812, sec(4), 'bob'));
+  c.tick(sec(7));
+  assert.equal(out.length, 0);
+  assert.deepEqual(unresolved, ['unknown_address']);
+  assert.equal(c.stats.unattributed.unknown_address, 1);
+});
+
+test('a sendmail line joined by queue id to a session of unknown address is not emitted', () => {
+  const { c, out, index, feed, unresolved } = setup();
+  openUnknown(index, 1, 45031, sec(0));
+  feed(smFail(45031, sec(3), '203.0.113.22', 'bob'));
+  assert.equal(out.length, 0);
+  assert.deepEqual(unresolved, ['unknown_address']);
+  assert.equal(c.stats.addressMismatch, 0);
+  // saslauthd's line of the same attempt pairs with it: still nothing, and counted once.
+  feed(sasl(813, sec(3), 'bob'));
+  index.closed(1, sec(20), 'quit');
+  c.flush();
+  assert.equal(out.length, 0);
+  assert.deepEqual(unresolved, ['unknown_address']);
+  assert.equal(c.stats.corroborated, 1);
+});

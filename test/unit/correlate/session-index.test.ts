@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Correlator } from '../../../src/correlate/correlator.js';
 import { SessionIndex } from '../../../src/correlate/session-index.js';
 
 const T0 = Date.UTC(2026, 10, 25, 17, 0, 0);
@@ -47,4 +48,71 @@ test('memory is bounded: the oldest sessions are evicted with their keys', () =>
   assert.equal(idx.byQueue('QQQQQQQQ001000'), undefined);
   assert.equal(idx.openByPid(1000), undefined);
   assert.equal(idx.openByPid(1999)?.address, '203.0.113.6');
+});
+
+test('sessions of unknown address (milter family unix / unknown) are indexed with address null', () => {
+  const idx = new SessionIndex();
+  const s = idx.opened({ id: 1, pid: 700, queueId: 'UUUUUUUU000700', at: T0 });
+  assert.equal(s.address, null);
+  assert.equal(idx.byQueue('UUUUUUUU000700'), s);
+  assert.deepEqual(idx.authPhaseDuring(T0 + 2000, T0 + 2000, 1000, 0), [s]);
+});
+
+test('milter events and ticks alone (no SASL line ever) keep the index bounded', () => {
+  const idx = new SessionIndex({ retainClosed: 60, maxOpen: 600 });
+  const c = new Correlator({ index: idx, emit: () => assert.fail('nothing to emit') }, { startGraceMs: 0 });
+  const at = (s: number): number => T0 + s * 1000;
+  let id = 0;
+  let maxSize = 0;
+  let maxQueue = 0;
+  let maxOpen = 0;
+  // 2000 s at 10 sessions a second, each closed 2 s after it opened, except every 50th
+  // whose close is missed: 20 000 sessions, 400 never closed.
+  for (let t = 0; t < 2000; t++) {
+    for (let k = 0; k < 10; k++) {
+      id++;
+      idx.opened({ id, address: `198.51.100.${(id % 200) + 1}`, pid: 10_000 + (id % 30_000), at: at(t) + k * 100 });
+      if (id > 20 && (id - 20) % 50 !== 0) idx.closed(id - 20, at(t) + k * 100, 'quit');
+    }
+    c.tick(at(t) + 999);
+    maxSize = Math.max(maxSize, idx.size);
+    maxQueue = Math.max(maxQueue, idx.closedQueueLength);
+    maxOpen = Math.max(maxOpen, idx.openCount);
+  }
+  // Closed: ~60 s x 10/s retained; open: 20 live plus missed closes younger than maxOpen.
+  assert.ok(maxOpen <= 20 + 600 / 5 + 2, `open sessions bounded by maxOpen (max ${maxOpen})`);
+  assert.ok(maxSize <= 700 + 20 + 1200, `indexed sessions bounded (max ${maxSize})`);
+  assert.ok(maxQueue <= 2 * 2000 + 1100, `closed queue bounded (max ${maxQueue})`);
+
+  // No events any more, only the daemon's ticks: closed sessions go after retainClosed,
+  // open ones (missed closes) are closed after maxOpen and then go too.
+  const last = 2000;
+  c.tick(at(last + 61));
+  assert.ok(idx.openCount > 0);
+  c.tick(at(last + 601));
+  assert.equal(idx.openCount, 0, 'open sessions closed after maxOpen');
+  c.tick(at(last + 601 + 61));
+  assert.equal(idx.size, 0, 'and dropped retainClosed later');
+  assert.ok(idx.closedQueueLength <= 1100, `closed queue compacted (${idx.closedQueueLength})`);
+});
+
+test('ticks alone: a closed session is dropped after retainClosed, an open one closed after maxOpen', () => {
+  const idx = new SessionIndex({ retainClosed: 60, maxOpen: 600 });
+  const c = new Correlator({ index: idx, emit: () => assert.fail('nothing to emit') }, { startGraceMs: 0 });
+  idx.opened({ id: 1, address: '203.0.113.7', pid: 801, queueId: 'AAAAAAAA000801', at: T0 });
+  idx.opened({ id: 2, pid: 802, queueId: 'AAAAAAAA000802', at: T0 });
+  idx.closed(1, T0 + 2000, 'quit');
+  c.tick(T0 + 61_000);
+  assert.equal(idx.byQueue('AAAAAAAA000801')?.ref, 'milter:1', 'still within retainClosed');
+  c.tick(T0 + 63_000);
+  assert.equal(idx.byQueue('AAAAAAAA000801'), undefined);
+  assert.equal(idx.byPidAt(801, T0 + 1000, 1000), undefined);
+  assert.equal(idx.size, 1);
+  assert.equal(idx.openCount, 1);
+  c.tick(T0 + 601_000);
+  assert.equal(idx.openCount, 0);
+  assert.equal(idx.byQueue('AAAAAAAA000802')?.closeReason, 'expired');
+  c.tick(T0 + 662_000);
+  assert.equal(idx.size, 0);
+  assert.equal(idx.byQueue('AAAAAAAA000802'), undefined);
 });
