@@ -11,6 +11,7 @@ import { createLogger } from './ops/logger.js';
 import { formatBanList, formatExplain, formatStatus } from './ops/format.js';
 import { replayCommand } from './correlate/replay-command.js';
 import { startDaemon } from './main.js';
+import { StateLockedError } from './bans/state-store.js';
 
 const USAGE = `usage: authban COMMAND [options]
   run [--config FILE]                 start the daemon (built-in defaults without a file)
@@ -200,7 +201,7 @@ if (isEntry) {
       if (e instanceof UsageError || e instanceof DaemonUnreachable) {
         process.stderr.write(`authban: ${e.message}\n`);
         process.exitCode = 2;
-      } else if (e instanceof ConfigError) {
+      } else if (e instanceof ConfigError || e instanceof StateLockedError) {
         process.stderr.write(`authban: ${e.message}\n`);
         process.exitCode = 2;
       } else {

@@ -4,8 +4,21 @@
  * one write + one fsync per batch, and each append's promise resolves only once its line is on
  * disk. The journal is folded into a new snapshot at start and whenever it grows past
  * `compactAfterBytes`.
+ *
+ * A failed journal write (disk full mid-line, a failed fsync) must not leave a broken partial line
+ * for the next batch to be appended onto: the store remembers the journal's committed length and
+ * cuts the journal back to it before anything else is written. If that truncation fails, it
+ * compacts onto a fresh journal file instead; if that fails too, the journal is marked broken and
+ * every append is refused (rejected with an error naming the file; `state_write_error` logged,
+ * `authban_bans_state_write_errors_total` counted) until a repair, retried before each batch,
+ * succeeds. Nothing is acknowledged that a replay could lose.
+ *
+ * One store per state file: `load()` takes `<file>.lock` (created with O_EXCL, holding the pid).
+ * A lock held by another live process refuses with StateLockedError; a lock left by a dead
+ * process (kill -9) is taken over and logged. `close()` releases it.
  */
-import { copyFile, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { BansMetrics } from './metrics.js';
@@ -27,7 +40,26 @@ export interface StateStoreDeps {
   readonly metrics?: BansMetrics;
   /** Clock for the names of set-aside files. */
   readonly now?: () => number;
+  /** Opens the journal for appending (a seam for tests that inject write failures). */
+  readonly openJournal?: (file: string) => Promise<FileHandle>;
 }
+
+/**
+ * Another live process holds the state file's lock: two daemons on one state directory would
+ * truncate each other's journal. `lockFile` and `pid` name the holder.
+ */
+export class StateLockedError extends Error {
+  override readonly name = 'StateLockedError';
+  constructor(
+    readonly lockFile: string,
+    readonly pid: number,
+  ) {
+    super(`ban state is in use by another authban process: ${lockFile} is held by pid ${pid}; stop that process first (or remove the lock file if pid ${pid} is not authban)`);
+  }
+}
+
+/** Lock files this process holds, and the store holding each (a store's close releases only its own). */
+const heldLocks = new Map<string, StateStore>();
 
 interface Pending {
   readonly line: string;
@@ -44,8 +76,13 @@ export class StateStore {
   private readonly log: Logger;
   private readonly metrics: BansMetrics | undefined;
   private readonly now: () => number;
+  private readonly openJournal: (file: string) => Promise<FileHandle>;
+  readonly lockFile: string;
   private journal: FileHandle | null = null;
-  private journalBytes = 0;
+  /** Journal length up to the end of the last fsync'd batch; everything past it is unacknowledged. */
+  private committedBytes = 0;
+  /** A write failed and the journal may end in a partial line that is not yet cut off. */
+  private needsRepair = false;
   private source: (() => BanState) | null = null;
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
@@ -57,6 +94,8 @@ export class StateStore {
     this.log = deps.log;
     this.metrics = deps.metrics;
     this.now = deps.now ?? Date.now;
+    this.openJournal = deps.openJournal ?? ((f) => open(f, 'a', 0o600));
+    this.lockFile = `${opts.file}.lock`;
   }
 
   get file(): string {
@@ -71,6 +110,85 @@ export class StateStore {
    */
   async load(): Promise<BanState> {
     await mkdir(dirname(this.opts.file), { recursive: true });
+    const locked = heldLocks.get(this.lockFile) === this;
+    if (!locked) await this.lock();
+    try {
+      return await this.read();
+    } catch (e) {
+      if (!locked) await this.unlock();
+      throw e;
+    }
+  }
+
+  /**
+   * Creates the lock file exclusively. An existing one naming a live process other than this one
+   * refuses; one naming a dead process (or this process: a pid reused after a restart, e.g. pid 1
+   * in a container, or a store of this process that was never closed) is taken over.
+   */
+  private async lock(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fh = await open(this.lockFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+        try {
+          await fh.writeFile(`${process.pid}\n`);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        heldLocks.set(this.lockFile, this);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 5) throw e;
+      }
+      const seen = await readLockIfExists(this.lockFile);
+      if (seen === null) continue; // released meanwhile
+      let pid = parsePid(seen);
+      if (pid === null) {
+        // Created but not written yet by a process starting right now, or left empty by a crash.
+        await new Promise((r) => setTimeout(r, 100));
+        const again = await readLockIfExists(this.lockFile);
+        if (again !== seen) continue;
+        pid = parsePid(again);
+      }
+      if (pid !== null && pid !== process.pid && isAlive(pid)) throw new StateLockedError(this.lockFile, pid);
+      // Stale: move it aside (atomic; of two processes taking over, one wins the rename), check it
+      // is still the lock we judged, and try again.
+      const aside = `${this.lockFile}.stale-${process.pid}`;
+      try {
+        await rename(this.lockFile, aside);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      const moved = await readLockIfExists(aside);
+      await rm(aside, { force: true });
+      if (moved !== seen) {
+        // Another process took the stale lock over between our read and rename: give it back.
+        if (moved !== null) await writeFile(this.lockFile, moved, { flag: 'wx', mode: 0o644 }).catch(() => undefined);
+        continue;
+      }
+      const own = pid === process.pid;
+      this.log.warn(
+        { event: 'state_lock_stale', file: this.lockFile, pid },
+        own
+          ? `ban state lock ${this.lockFile} names this process (pid ${pid}); taking it over`
+          : `ban state lock ${this.lockFile} was left by pid ${pid ?? '(unreadable)'}, which is not running (killed?); taking it over`,
+      );
+      heldLocks.delete(this.lockFile);
+    }
+  }
+
+  private async unlock(): Promise<void> {
+    if (heldLocks.get(this.lockFile) !== this) return;
+    heldLocks.delete(this.lockFile);
+    try {
+      await unlink(this.lockFile);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ event: 'state_unlock_error', file: this.lockFile, err: e }, `cannot remove ban state lock ${this.lockFile}: ${(e as Error).message}`);
+    }
+  }
+
+  private async read(): Promise<BanState> {
     const state = emptyState();
     const snapText = await readIfExists(this.opts.file);
     if (snapText !== null) {
@@ -142,7 +260,7 @@ export class StateStore {
    */
   async open(source: () => BanState): Promise<void> {
     this.source = source;
-    this.journal = await open(this.journalFile, 'a', 0o600);
+    this.journal = await this.openJournal(this.journalFile);
     await this.compact();
   }
 
@@ -162,20 +280,30 @@ export class StateStore {
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
+        // Never append after a partial line: cut the journal back first, or refuse the batch.
+        const broken = this.needsRepair ? await this.repair() : null;
+        if (broken) {
+          for (const p of batch) p.reject(broken);
+          continue;
+        }
         const data = batch.map((p) => p.line).join('');
         const endTimer = this.metrics?.stateCommitSeconds.startTimer();
         try {
           await this.journal!.appendFile(data);
           await this.journal!.datasync();
-          this.journalBytes += Buffer.byteLength(data);
+          this.committedBytes += Buffer.byteLength(data);
           endTimer?.();
           for (const p of batch) p.resolve();
         } catch (e) {
           this.writeFailed(e as Error, this.journalFile);
+          // Part of the batch may be on disk: cut it off before rejecting, so that a crash before
+          // the next batch leaves no partial line either.
+          this.needsRepair = true;
+          await this.repair();
           for (const p of batch) p.reject(e as Error);
           continue;
         }
-        if (this.journalBytes >= this.compactAfterBytes) {
+        if (this.committedBytes >= this.compactAfterBytes) {
           try {
             await this.compact();
           } catch (e) {
@@ -189,6 +317,66 @@ export class StateStore {
     }
   }
 
+  /**
+   * After a failed write: truncates the journal back to its committed length. If that fails,
+   * writes a snapshot and starts a fresh journal file (renamed into place, then reopened). Returns
+   * null once the journal ends at a committed line again, else the error to refuse appends with.
+   */
+  private async repair(): Promise<Error | null> {
+    try {
+      await this.journal!.truncate(this.committedBytes);
+      await this.journal!.datasync();
+      this.needsRepair = false;
+      this.log.warn(
+        { event: 'state_journal_repaired', file: this.journalFile, bytes: this.committedBytes },
+        `ban journal ${this.journalFile} cut back to its last committed line (${this.committedBytes} bytes) after a failed write`,
+      );
+      return null;
+    } catch (e) {
+      this.writeFailed(e as Error, this.journalFile);
+    }
+    try {
+      await this.compactOntoFreshJournal();
+      this.needsRepair = false;
+      this.log.warn(
+        { event: 'state_journal_repaired', file: this.journalFile, bytes: 0, compacted: true },
+        `ban journal ${this.journalFile} replaced by a fresh one after a snapshot, as it could not be cut back after a failed write`,
+      );
+      return null;
+    } catch (e) {
+      this.writeFailed(e as Error, this.opts.file);
+      return new Error(
+        `ban journal ${this.journalFile} may end in a partial line after a failed write and could not be repaired (${(e as Error).message}); refusing to journal changes until it can be`,
+      );
+    }
+  }
+
+  /**
+   * Snapshot of the in-memory state (a superset of everything journalled), then an empty journal
+   * renamed into place. Until that rename the old journal (and handle) stay in use, so a failure
+   * at any step leaves things as they were.
+   */
+  private async compactOntoFreshJournal(): Promise<void> {
+    await writeAtomic(this.opts.file, encodeSnapshot(this.source!(), this.now()));
+    const tmp = `${this.journalFile}.tmp-${process.pid}`;
+    await rm(tmp, { force: true });
+    let fresh: FileHandle | undefined;
+    try {
+      fresh = await this.openJournal(tmp);
+      await fresh.sync();
+      await rename(tmp, this.journalFile);
+    } catch (e) {
+      await fresh?.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    const old = this.journal;
+    this.journal = fresh;
+    this.committedBytes = 0;
+    await old?.close().catch(() => undefined);
+    await syncDir(dirname(this.journalFile));
+  }
+
   private writeFailed(e: Error, file: string): void {
     this.metrics?.stateWriteErrors.inc();
     this.log.error({ event: 'state_write_error', file, err: e }, `cannot write ban state ${file}: ${e.message}`);
@@ -198,20 +386,51 @@ export class StateStore {
   private async compact(): Promise<void> {
     await writeAtomic(this.opts.file, encodeSnapshot(this.source!(), this.now()));
     await this.journal!.truncate(0);
+    this.committedBytes = 0;
     await this.journal!.sync();
-    this.journalBytes = 0;
   }
 
-  /** Waits for pending writes, then closes the journal. */
+  /** Waits for pending writes, closes the journal and releases the lock. */
   async close(): Promise<void> {
     this.closed = true;
-    while (this.flushing) await this.flushing;
-    await this.journal?.close();
-    this.journal = null;
+    try {
+      while (this.flushing) await this.flushing;
+      if (this.needsRepair && this.journal) await this.repair();
+      await this.journal?.close();
+      this.journal = null;
+    } finally {
+      await this.unlock();
+    }
   }
 
   private stamp(): string {
     return new Date(this.now()).toISOString().replace(/[:.]/g, '-');
+  }
+}
+
+async function readLockIfExists(file: string): Promise<string | null> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+function parsePid(text: string): number | null {
+  const t = text.trim();
+  if (!/^[1-9]\d*$/.test(t)) return null;
+  const pid = Number(t);
+  return Number.isSafeInteger(pid) ? pid : null;
+}
+
+/** Signal 0 checks existence only; EPERM means it exists but belongs to another user. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -240,7 +459,11 @@ async function writeAtomic(file: string, data: string): Promise<void> {
     await rm(tmp, { force: true });
     throw e;
   }
-  const dir = await open(dirname(file), 'r');
+  await syncDir(dirname(file));
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await open(path, 'r');
   try {
     await dir.sync();
   } finally {

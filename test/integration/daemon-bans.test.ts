@@ -267,3 +267,24 @@ test('many addresses failing against one user: reported as under attack, nobody 
   const human = await cli(['status', '--socket', d.socket]);
   assert.match(human.stdout, /usersUnderAttack:\n  - user=postmaster addresses=3/);
 });
+
+test('a second daemon on the same state directory is refused with a clear message, exit 2', async (t) => {
+  const dir = tempDir();
+  const cfg = testConfig(dir);
+  const d = await startDaemon(dir, cfg);
+  t.after(async () => {
+    await d.kill();
+    removeDir(dir);
+  });
+  const second = join(dir, 'second.json');
+  writeFileSync(second, JSON.stringify({ ...cfg, control: { socket: join(dir, 'second.sock') }, milter: { listen: ['inet:0@127.0.0.1'] } }));
+  const r = await cli(['run', '--config', second]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /state\.json\.lock/);
+  assert.match(r.stderr, new RegExp(String(d.proc.pid)));
+  // The first one is untouched and still serving.
+  const s = await openSession(d.milterPort, BYSTANDER, 29000);
+  assert.equal(s.verdict, "'c'");
+  s.client.destroy();
+  assert.ok((await controlRequest(d.socket, { cmd: 'status' })).ok);
+});
