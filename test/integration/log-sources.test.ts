@@ -18,19 +18,12 @@ import { FileFollower } from '../../src/logs/sources/file-follower.js';
 import { JournalSource } from '../../src/logs/sources/journal.js';
 import { SyslogReceiver } from '../../src/logs/sources/syslog-receiver.js';
 import { needsOrSkip } from '../helpers/require-root.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'authban-logs-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 function lineNo(i: number): string {
@@ -62,12 +55,12 @@ test('follower: rename-and-create while a writer appends; every line once, in or
       // Rotations are far apart in life: the follower has found the current file (seen its
       // first line) before it is rotated again. The burst just written is still unread.
       const first = lineNo(i - ROTATE_EVERY);
-      await waitFor('follower on the current file', () => seen.includes(first));
+      await waitFor(() => seen.includes(first), 5000, 'follower on the current file');
       renameSync(path, `${path}.${++rotations}`);
     }
     await sleep(1);
   }
-  await waitFor('all lines', () => seen.length >= expected.length);
+  await waitFor(() => seen.length >= expected.length, 5000, 'all lines');
   await sleep(100);
   assert.equal(seen.length, expected.length);
   assert.deepEqual(seen, expected);
@@ -91,7 +84,7 @@ test('follower: a writer that keeps its descriptor after the rename (rsyslog bef
     writeSync(fd, lineNo(i) + '\n');
     expected.push(lineNo(i));
     if (i % 300 === 299) {
-      await waitFor('follower on the current file', () => seen.includes(firstOfFile));
+      await waitFor(() => seen.includes(firstOfFile), 5000, 'follower on the current file');
       renameSync(path, `${path}.${i}`);
       // Keep writing to the renamed file for a while, then reopen.
       for (let k = 0; k < 10; k++) {
@@ -106,7 +99,7 @@ test('follower: a writer that keeps its descriptor after the rename (rsyslog bef
     }
     if (i % BURST === 0) await sleep(1);
   }
-  await waitFor('all lines', () => seen.length >= expected.length);
+  await waitFor(() => seen.length >= expected.length, 5000, 'all lines');
   await sleep(100);
   assert.deepEqual(seen, expected);
 });
@@ -131,13 +124,13 @@ test('follower: copytruncate while a writer appends', async (t) => {
       expected.push(lineNo(i));
     }
     if (i % ROTATE_EVERY === 0) {
-      await waitFor('follower caught up', () => seen.length === expected.length);
+      await waitFor(() => seen.length === expected.length, 5000, 'follower caught up');
       copyFileSync(path, `${path}.${++truncations}`);
       truncateSync(path, 0);
     }
     await sleep(1);
   }
-  await waitFor('all lines', () => seen.length >= expected.length);
+  await waitFor(() => seen.length >= expected.length, 5000, 'all lines');
   await sleep(100);
   assert.deepEqual(seen, expected);
   const truncs = (await metrics.rotations.get()).values.find((v) => v.labels.kind === 'truncate')?.value;
@@ -157,7 +150,7 @@ test('follower: starts at the end by default, or at the start when asked', async
   await a.start();
   await b.start();
   appendFileSync(path, 'three\n');
-  await waitFor('three', () => tail.length === 1 && head.length === 3);
+  await waitFor(() => tail.length === 1 && head.length === 3, 5000, 'three');
   assert.deepEqual(tail, ['three']);
   assert.deepEqual(head, ['one', 'two', 'three']);
 });
@@ -175,11 +168,11 @@ test('follower: a partial last line is held until its newline', async (t) => {
   await f.wake();
   assert.equal(seen.length, 0);
   appendFileSync(path, 'tial\r\nnext');
-  await waitFor('joined line', () => seen.length === 1);
+  await waitFor(() => seen.length === 1, 5000, 'joined line');
   assert.equal(seen[0]!.line, 'Nov 25 17:35:00 vm sendmail[1]: partial');
   assert.equal(seen[0]!.origin, path);
   appendFileSync(path, '\n');
-  await waitFor('next', () => seen.length === 2);
+  await waitFor(() => seen.length === 2, 5000, 'next');
   assert.equal(seen[1]!.line, 'next');
 });
 
@@ -192,7 +185,7 @@ test('follower: waits for a file that appears late, reads it from its start', as
   await f.start();
   await sleep(100);
   writeFileSync(path, 'first\nsecond\n');
-  await waitFor('late lines', () => seen.length === 2);
+  await waitFor(() => seen.length === 2, 5000, 'late lines');
   assert.deepEqual(seen, ['first', 'second']);
 });
 
@@ -206,7 +199,7 @@ test('follower: over-long lines are truncated and counted', async (t) => {
   t.after(() => f.stop());
   await f.start();
   appendFileSync(path, 'a'.repeat(5000) + '\nshort\n');
-  await waitFor('lines', () => seen.length === 2);
+  await waitFor(() => seen.length === 2, 5000, 'lines');
   assert.deepEqual(seen, ['a'.repeat(100), 'short']);
   assert.equal((await metrics.overlongLines.get()).values[0]?.value, 1);
 });
@@ -233,7 +226,7 @@ test('syslog receiver: UDP datagrams from node dgram, RFC 3164 and RFC 5424', as
   t.after(() => s6.close());
   s4.send(`<22>Nov 25 17:35:00 vm sendmail[14021]: ${AUTH_LINE_MSG}\n`, v4!, '127.0.0.1');
   s6.send(`<22>1 2026-11-25T17:35:00.123456+01:00 vm sm-mta 14021 - [meta x="1\\]"] ${AUTH_LINE_MSG}`, v6!, '::1');
-  await waitFor('two datagrams', () => got.length === 2);
+  await waitFor(() => got.length === 2, 5000, 'two datagrams');
   assert.deepEqual(got.map(addressOf), ['198.51.100.7', '198.51.100.7']);
   assert.ok(got.every((l) => l.origin === 'syslog:udp' && !l.line.endsWith('\n')));
 });
@@ -265,7 +258,7 @@ test('syslog receiver: TCP with octet counting and LF framing, unix stream with 
     c.on('error', reject);
     c.on('close', () => resolve());
   });
-  await waitFor('four messages', () => got.length === 4);
+  await waitFor(() => got.length === 4, 5000, 'four messages');
   assert.deepEqual(got.slice(0, 2).map(addressOf), ['198.51.100.7', '198.51.100.7']);
   assert.deepEqual(got.slice(2).map((l) => [l.origin, l.line]), [
     ['syslog:unix', '<38>Nov 25 17:35:01 saslauthd[3]: x'],
@@ -304,7 +297,7 @@ test('syslog receiver: real datagrams and streams from util-linux logger', async
   await run('logger', ['-n', '127.0.0.1', '-P', P, '-d', '--rfc3164', '-t', 'sm-mta', '--id=14022', AUTH_LINE_MSG]);
   await run('logger', ['-n', '127.0.0.1', '-P', String(tcp.port), '-T', '--octet-count', '--rfc5424=nohost', '-t', 'sendmail', AUTH_LINE_MSG]);
   await run('logger', ['-u', sock, '-T', '-t', 'sendmail', AUTH_LINE_MSG]);
-  await waitFor('four messages', () => got.length === 4);
+  await waitFor(() => got.length === 4, 5000, 'four messages');
   const byOrigin = got.map((l) => l.origin).sort();
   assert.deepEqual(byOrigin, ['syslog:tcp', 'syslog:udp', 'syslog:udp', 'syslog:unix']);
   for (const l of got) assert.equal(addressOf(l), '198.51.100.7', l.line);
@@ -332,7 +325,7 @@ printf '%s\\n' "{\\"__CURSOR\\":\\"s=abc;i=$n\\",\\"__REALTIME_TIMESTAMP\\":\\"1
   const j = new JournalSource({ command: script, restartMinMs: 20, restartMaxMs: 80 }, (l) => got.push(l));
   t.after(() => j.stop());
   j.start();
-  await waitFor('three runs', () => got.length >= 3);
+  await waitFor(() => got.length >= 3, 5000, 'three runs');
   await j.stop();
   const runs = readFileSync(argsLog, 'utf8').trim().split('\n');
   assert.ok(runs[0]!.includes('--lines=0'));
@@ -347,7 +340,7 @@ test('journal: a missing journalctl is retried, not fatal', async (t) => {
   const j = new JournalSource({ command: '/nonexistent/journalctl', restartMinMs: 10, restartMaxMs: 20 }, () => undefined);
   t.after(() => j.stop());
   j.start();
-  await waitFor('retries', () => j.starts >= 3);
+  await waitFor(() => j.starts >= 3, 5000, 'retries');
   await j.stop();
   const n = j.starts;
   await sleep(60);

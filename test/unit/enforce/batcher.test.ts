@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import type { BanEntry, FirewallBackend } from '../../../src/enforce/backend.js';
 import { DEFAULT_BATCHER_OPTIONS, FirewallBatcher, type BatcherOptions } from '../../../src/enforce/batcher.js';
 import { createEnforceMetrics } from '../../../src/enforce/metrics.js';
+import { waitFor } from '../../helpers/wait-for.js';
 
 const log = pino({ level: 'silent' });
 const e = (target: string): BanEntry => ({ target, family: 4, expiresAt: null });
@@ -48,7 +49,7 @@ test('a burst becomes one batch after flushMs; ban() never waits for the firewal
   for (let i = 1; i <= 100; i++) b.ban(e(`198.51.100.${i}`));
   assert.equal(fw.calls.length, 0, 'nothing written synchronously');
   assert.equal(b.size, 100);
-  await sleep(80);
+  await waitFor(() => b.size === 0, 5000, 'the batch to be written');
   assert.equal(fw.calls.length, 1);
   assert.equal(fw.banned.size, 100);
   assert.equal(b.size, 0);
@@ -97,7 +98,8 @@ test('a failed batch is retried after back-off; a newer request for a target is 
   assert.equal(fw.banned.size, 0, 'first attempt failed');
   assert.equal(b.size, 2);
   assert.equal((await registry.getSingleMetric('authban_firewall_entries_pending')!.get()).values[0]!.value, 2);
-  await sleep(150);
+  // The retry runs on a back-off timer: wait for it to settle (nothing pending, nothing in flight).
+  await waitFor(() => b.size === 0 && fw.calls.length >= 3, 5000, 'the retried batch');
   assert.deepEqual([...fw.banned], ['198.51.100.1']);
   assert.equal(b.size, 0);
   assert.equal(fw.calls.length, 3, 'failed ban, then unban + ban');
@@ -110,7 +112,8 @@ test('requests are given up after maxAttempts failed batches, and counted', asyn
   const metrics = createEnforceMetrics(registry);
   const b = new FirewallBatcher(fw, opts({ maxAttempts: 3, retryBaseMs: 5, retryMaxMs: 10 }), { log, metrics });
   b.ban(e('198.51.100.1'));
-  await sleep(300);
+  // Chained back-off timers; once the request is given up nothing is pending and no timer runs.
+  await waitFor(() => b.size === 0 && fw.calls.length >= 3, 5000, 'the request to be given up');
   assert.equal(fw.calls.length, 3);
   assert.equal(b.size, 0);
   const dropped = await registry.getSingleMetric('authban_firewall_entries_dropped_total')!.get();
