@@ -135,7 +135,12 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   });
   const milter = await MilterServer.start(milterInit(cfg));
 
-  const inputs = await LogInputs.start(cfg.logs, { logger, metrics: logsMetrics, onRecord: (r, src) => correlator.onRecord(r, src) });
+  const inputs = await LogInputs.start(cfg.logs, {
+    logger,
+    metrics: logsMetrics,
+    onRecord: (r, src) => correlator.onRecord(r, src),
+    positionsFile: join(cfg.state.dir, 'log-positions.json'),
+  });
   // The first tick starts the correlator's start-grace clock: sessions opened before authban
   // started are unknown, so attribution by time waits until they are gone.
   correlator.tick(Date.now());

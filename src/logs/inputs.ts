@@ -4,11 +4,13 @@
  * what changed: an unchanged file keeps its follower (and its position), so no line is lost
  * or read twice across a reload.
  */
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { LogsMetrics } from './metrics.js';
 import { createLineParser, type ParseResult } from './parse-line.js';
 import type { LogRecord, SourceLine } from './records.js';
-import { FileFollower } from './sources/file-follower.js';
+import { FileFollower, type FilePosition } from './sources/file-follower.js';
 import { JournalSource } from './sources/journal.js';
 import { SyslogReceiver, type SyslogListen } from './sources/syslog-receiver.js';
 
@@ -23,6 +25,31 @@ export interface LogInputsDeps {
   readonly logger: Logger;
   readonly metrics?: LogsMetrics;
   readonly onRecord: (record: LogRecord, src: SourceLine) => void;
+  /**
+   * Where followed files' positions are kept across restarts (written every few seconds and at
+   * stop), so lines written while authban was down are still read. Absent: start at the end.
+   */
+  readonly positionsFile?: string;
+}
+
+const SAVE_POSITIONS_MS = 2000;
+
+/** Positions saved by an earlier run; a missing or unreadable file means none (logged). */
+function loadPositions(file: string, logger: Logger): Map<string, FilePosition> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return new Map();
+  }
+  try {
+    const raw = JSON.parse(text) as Record<string, FilePosition>;
+    const ok = (p: FilePosition): boolean => [p.dev, p.ino, p.offset].every((n) => Number.isSafeInteger(n) && n >= 0);
+    return new Map(Object.entries(raw).filter(([, p]) => typeof p === 'object' && p !== null && ok(p)));
+  } catch (e) {
+    logger.warn({ event: 'positions_unreadable', file, err: (e as Error).message }, 'saved log positions unreadable; followed files start at their end');
+    return new Map();
+  }
 }
 
 function hostPort(spec: string): { host: string; port: number } {
@@ -46,6 +73,8 @@ export class LogInputs {
   private readonly followers = new Map<string, { follower: FileFollower; fromStart: boolean }>();
   private receiver: SyslogReceiver | null = null;
   private journal: JournalSource | null = null;
+  private readonly saved: Map<string, FilePosition>;
+  private saver: NodeJS.Timeout | null = null;
   private readonly onLine = (src: SourceLine): void => {
     const r = this.parse(src);
     if (r.outcome === 'matched') this.deps.onRecord(r.record, src);
@@ -53,6 +82,28 @@ export class LogInputs {
 
   private constructor(private readonly deps: LogInputsDeps) {
     this.parse = this.parserFor('local');
+    this.saved = deps.positionsFile ? loadPositions(deps.positionsFile, deps.logger) : new Map();
+    if (deps.positionsFile) {
+      this.saver = setInterval(() => void this.savePositions(), SAVE_POSITIONS_MS);
+      this.saver.unref();
+    }
+  }
+
+  /** Writes the followers' positions (atomically: a reader never sees half a file). */
+  private async savePositions(): Promise<void> {
+    const file = this.deps.positionsFile;
+    if (!file) return;
+    const out: Record<string, FilePosition> = {};
+    for (const [path, { follower }] of this.followers) {
+      const p = follower.position() ?? this.saved.get(path);
+      if (p) out[path] = p;
+    }
+    try {
+      await writeFile(`${file}.tmp`, JSON.stringify(out));
+      await rename(`${file}.tmp`, file);
+    } catch (e) {
+      this.deps.logger.warn({ event: 'positions_write_failed', file, err: (e as Error).message }, 'could not save log positions');
+    }
   }
 
   static async start(cfg: LogInputsConfig, deps: LogInputsDeps): Promise<LogInputs> {
@@ -86,7 +137,7 @@ export class LogInputs {
     }
     for (const [path, fromStart] of wanted) {
       if (this.followers.has(path)) continue;
-      const follower = new FileFollower({ path, fromStart }, this.onLine, this.sourceDeps());
+      const follower = new FileFollower({ path, fromStart, resume: this.saved.get(path) ?? null }, this.onLine, this.sourceDeps());
       await follower.start();
       this.followers.set(path, { follower, fromStart });
     }
@@ -117,7 +168,10 @@ export class LogInputs {
   }
 
   async stop(): Promise<void> {
+    if (this.saver) clearInterval(this.saver);
+    this.saver = null;
     await Promise.all([...this.followers.values()].map((f) => f.follower.stop()));
+    await this.savePositions();
     this.followers.clear();
     await this.receiver?.stop();
     await this.journal?.stop();

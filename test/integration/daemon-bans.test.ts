@@ -8,7 +8,7 @@ import { existsSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlRequest } from '../../src/ops/control-client.js';
 import { cli, removeDir, startDaemon, tempDir, testConfig } from '../helpers/daemon.js';
-import { appendLine, authFailureLine, openSession } from '../helpers/smtp-session.js';
+import { appendLine, authFailureLine, bsdStamp, openSession } from '../helpers/smtp-session.js';
 
 const ATTACKER = '198.51.100.7';
 const BYSTANDER = '198.51.100.8';
@@ -287,4 +287,25 @@ test('a second daemon on the same state directory is refused with a clear messag
   assert.equal(s.verdict, "'c'");
   s.client.destroy();
   assert.ok((await controlRequest(d.socket, { cmd: 'status' })).ok);
+});
+
+test('lines written to a followed file while the daemon was stopped are read after its restart', async (t) => {
+  const dir = tempDir();
+  const maillog = join(dir, 'mail.log');
+  writeFileSync(maillog, `${bsdStamp()} mx sendmail[1]: old line read before the first start\n`);
+  const cfg = testConfig(dir, { bans: { maxretry: 3, findtime: 600 }, logs: { files: [{ path: maillog, fromStart: false }] } });
+  let d = await startDaemon(dir, cfg);
+  t.after(async () => {
+    await d.kill();
+    removeDir(dir);
+  });
+  assert.equal(await d.stop(), 0);
+  // authban is down: sendmail goes on logging (no milter session: LogLevel 9 lines stand alone).
+  for (let i = 0; i < 3; i++) {
+    appendLine(maillog, authFailureLine({ qid: `6AQDOWN${i}0${32000 + i}`, pid: 32000 + i }, ATTACKER));
+  }
+  d = await startDaemon(dir, cfg);
+  const ban = await d.waitForLog((l) => l.event === 'ban', 10000);
+  assert.equal(ban.address, ATTACKER);
+  assert.equal(ban.failures, 3, 'each line read once, the old one not at all');
 });

@@ -346,3 +346,39 @@ test('journal: a missing journalctl is retried, not fatal', async (t) => {
   await sleep(60);
   assert.equal(j.starts, n, 'no restart after stop');
 });
+
+test('follower: resumes a saved position on the same inode (partial line included), reads a new inode from its start', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'mail.log');
+  writeFileSync(path, 'a1\na2\n');
+  const seen: string[] = [];
+  const first = new FileFollower({ path, pollIntervalMs: 50, fromStart: true }, (l) => seen.push(l.line));
+  await first.start();
+  await waitFor(() => seen.length === 2, 5000, 'first lines');
+  appendFileSync(path, 'a3\npart');
+  await first.wake();
+  await waitFor(() => seen.length === 3, 5000, 'a3');
+  await first.stop();
+  const pos = first.position();
+  assert.ok(pos);
+  assert.equal(pos.offset, 'a1\na2\na3\n'.length, 'the held partial line is not counted as read');
+
+  appendFileSync(path, 'ial\na4\n');
+  const again: string[] = [];
+  const second = new FileFollower({ path, pollIntervalMs: 50, resume: pos }, (l) => again.push(l.line));
+  t.after(() => second.stop());
+  await second.start();
+  await waitFor(() => again.length === 2, 5000, 'lines after the saved position');
+  assert.deepEqual(again, ['partial', 'a4']);
+
+  // Rotated while stopped: the saved inode is gone, the new file is read from its start.
+  await second.stop();
+  renameSync(path, `${path}.1`);
+  writeFileSync(path, 'b1\n');
+  const third: string[] = [];
+  const f3 = new FileFollower({ path, pollIntervalMs: 50, resume: second.position() }, (l) => third.push(l.line));
+  t.after(() => f3.stop());
+  await f3.start();
+  await waitFor(() => third.length === 1, 5000, 'new inode from its start');
+  assert.deepEqual(third, ['b1']);
+});

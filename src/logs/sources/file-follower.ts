@@ -27,6 +27,19 @@ export interface FileFollowerOptions {
   readonly maxBytesPerTick: number;
   /** After a rename, how long the old file is still read (writers that reopen on HUP). */
   readonly rotateGraceMs: number;
+  /**
+   * Where a previous run stopped reading this path. The same inode is resumed at that offset,
+   * so lines written while authban was down are read; a different inode (rotated meanwhile)
+   * is new and read from its start. Wins over fromStart.
+   */
+  readonly resume?: FilePosition | null;
+}
+
+/** A place in a followed file: which inode, and the offset after its last complete line. */
+export interface FilePosition {
+  readonly dev: number;
+  readonly ino: number;
+  readonly offset: number;
 }
 
 export const DEFAULT_FILE_FOLLOWER_OPTIONS: Omit<FileFollowerOptions, 'path'> = {
@@ -65,6 +78,7 @@ export class FileFollower {
   private again = false;
   private stopped = true;
   private firstOpen = true;
+  private stoppedAt: FilePosition | null = null;
   private readonly buf: Buffer;
 
   constructor(
@@ -112,8 +126,15 @@ export class FileFollower {
     await this.running?.catch(() => undefined);
     await this.retired?.file.fh.close().catch(() => undefined);
     await this.cur?.fh.close().catch(() => undefined);
+    this.stoppedAt = this.position();
     this.retired = null;
     this.cur = null;
+  }
+
+  /** Where reading stands (or stood when stopped): the inode and the offset after its last complete line. */
+  position(): FilePosition | null {
+    const c = this.cur;
+    return c ? { dev: c.dev, ino: c.ino, offset: c.offset - c.splitter.heldBytes } : this.stoppedAt;
   }
 
   /** Runs a check now (or once more after the running one); resolves when it is done. */
@@ -184,7 +205,9 @@ export class FileFollower {
     const st = await fh.stat();
     // Only a file that already existed at start() may be skipped to its end; one that
     // appears later (late start, rotation) is new and read from its first byte.
-    const offset = this.firstOpen && !this.opts.fromStart ? st.size : 0;
+    let offset = this.firstOpen && !this.opts.fromStart ? st.size : 0;
+    const r = this.firstOpen ? this.opts.resume : null;
+    if (r) offset = r.dev === st.dev && r.ino === st.ino && r.offset <= st.size ? r.offset : 0;
     this.firstOpen = false;
     const splitter = new LineSplitter(this.opts.maxLineBytes, (line, truncated) => this.emit(line, truncated));
     return { fh, dev: st.dev, ino: st.ino, offset, splitter };
