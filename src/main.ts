@@ -204,43 +204,53 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
       logger.error({ event: 'reload-rejected', err: reason }, 'new configuration is invalid; still running on the old one');
     },
     async reload(next) {
-      // Each part is applied on its own and `cfg` follows what really applied, so a part that
-      // fails (a listener address in use, say) is tried again at the next reload.
+      // Each part is applied on its own, and `cfg` follows what really applied: a part that
+      // fails (a listener address in use, say) is logged, the others still apply, and the
+      // failed one is tried again at the next reload.
       const changed = (k: keyof Config): boolean => JSON.stringify(next[k]) !== JSON.stringify(cfg[k]);
-      try {
-        engine.reconfigure(policyOf(next), ownAddresses(next));
-        gate.update(next.milter.refused, buildRefusal(next.milter));
-        correlator.reconfigure({ holdMs: next.correlate.holdMs, startGraceMs: next.correlate.startGraceMs });
-        cfg = { ...cfg, bans: next.bans, correlate: next.correlate, log: next.log };
-        if (changed('milter')) {
+      const failed: string[] = [];
+      const part = async (name: keyof Config, apply: () => void | Promise<void>): Promise<void> => {
+        try {
+          await apply();
+          cfg = { ...cfg, [name]: next[name] };
+        } catch (e) {
+          failed.push(name);
+          logger.error({ event: 'reload-failed', part: name, err: (e as Error).message }, `reload of ${name} failed; it keeps its old settings`);
+        }
+      };
+      await part('bans', () => engine.reconfigure(policyOf(next), ownAddresses(next)));
+      await part('correlate', () => correlator.reconfigure({ holdMs: next.correlate.holdMs, startGraceMs: next.correlate.startGraceMs }));
+      await part('log', () => {
+        logger.level = next.log.level;
+      });
+      if (changed('milter')) {
+        await part('milter', async () => {
+          gate.update(next.milter.refused, buildRefusal(next.milter));
           await milter.reconfigure(milterInit(next));
-          cfg = { ...cfg, milter: next.milter };
-        }
-        if (changed('logs')) {
-          await inputs.reconfigure(next.logs);
-          cfg = { ...cfg, logs: next.logs };
-        }
-        if (changed('metrics')) {
+        });
+      }
+      if (changed('logs')) await part('logs', () => inputs.reconfigure(next.logs));
+      if (changed('metrics')) {
+        await part('metrics', async () => {
+          const fresh = next.metrics.listen ? await startMetricsHttp(registry, next.metrics.listen, next.metrics.path, logger) : null;
           await metricsHttp?.close();
-          metricsHttp = next.metrics.listen ? await startMetricsHttp(registry, next.metrics.listen, next.metrics.path, logger) : null;
-          cfg = { ...cfg, metrics: next.metrics };
-        }
-        if (changed('enforce')) {
-          await firewall.stop();
+          metricsHttp = fresh;
+        });
+      }
+      if (changed('enforce')) {
+        await part('enforce', async () => {
+          // The same backend's start rebuilds its own chain/set/table with the new ports and
+          // action; another backend would leave the old rules in the kernel, never unbanned.
+          await firewall.stop(next.enforce.backend !== cfg.enforce.backend ? 'flush' : undefined);
           firewall = newFirewall(next);
           await firewall.start();
-          cfg = { ...cfg, enforce: next.enforce };
-        }
-        if (changed('state') || changed('control')) {
-          logger.warn({ event: 'reload_needs_restart', keys: ['state', 'control'].filter((k) => changed(k as keyof Config)) }, 'state.dir and control.socket change only on restart');
-        }
-        logger.level = next.log.level;
-        opsMetrics.reloads.inc({ result: 'applied' });
-        logger.info({ event: 'reloaded' }, 'configuration reloaded');
-      } catch (e) {
-        opsMetrics.reloads.inc({ result: 'failed' });
-        logger.error({ event: 'reload-failed', err: (e as Error).message }, 'reload failed part way; running on what applied');
+        });
       }
+      if (changed('state') || changed('control')) {
+        logger.warn({ event: 'reload_needs_restart', keys: (['state', 'control'] as const).filter((k) => changed(k)) }, 'state.dir and control.socket change only on restart');
+      }
+      opsMetrics.reloads.inc({ result: failed.length === 0 ? 'applied' : 'failed' });
+      if (failed.length === 0) logger.info({ event: 'reloaded' }, 'configuration reloaded');
     },
     stop() {
       stopping ??= (async () => {

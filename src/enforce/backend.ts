@@ -18,6 +18,6 @@ export interface FirewallBackend {
   banMany(entries: readonly BanEntry[]): Promise<void>;
   unbanMany(entries: readonly BanEntry[]): Promise<void>;
   list(): Promise<BanEntry[]>;
-  /** Flushes or leaves the rules, as configured. */
-  stop(): Promise<void>;
+  /** Flushes or leaves the rules: as configured (onStop), unless `mode` says otherwise. */
+  stop(mode?: 'flush' | 'keep'): Promise<void>;
 }

@@ -172,8 +172,11 @@ export class Firewall {
     return { backend: this.backend.name, state: this.state, lastError: this.lastError };
   }
 
-  /** Waits for a start in progress, so no old start can land after a reload's new one. */
-  async stop(): Promise<void> {
+  /**
+   * Waits for a start in progress, so no old start can land after a reload's new one. `mode`
+   * overrides onStop: a reload to another backend flushes, or the old rules would stay forever.
+   */
+  async stop(mode?: 'flush' | 'keep'): Promise<void> {
     this.state = 'stopped';
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -183,6 +186,6 @@ export class Firewall {
     await this.batcher.close();
     const started = this.backendStarted;
     this.backendStarted = false;
-    if (started) await this.backend.stop();
+    if (started) await this.backend.stop(mode);
   }
 }

@@ -75,8 +75,8 @@ export class IpsetBackend extends CommandBackend implements FirewallBackend {
     return out;
   }
 
-  async stop(): Promise<void> {
-    if (this.opts.onStop !== 'flush') return;
+  async stop(mode: 'flush' | 'keep' = this.opts.onStop): Promise<void> {
+    if (mode !== 'flush') return;
     await removeFrame(this.runner, this.opts.chain);
     const existing = new Set(await this.setNames('stop'));
     const lines = ([4, 6] as const).map((f) => this.setName(f)).filter((n) => existing.has(n)).map((n) => `destroy ${n}`);

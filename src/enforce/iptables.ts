@@ -71,11 +71,11 @@ export class IptablesBackend extends CommandBackend implements FirewallBackend {
     });
   }
 
-  stop(): Promise<void> {
+  stop(mode: 'flush' | 'keep' = this.opts.onStop): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
     return this.serial(async () => {
-      if (this.opts.onStop === 'flush') {
+      if (mode === 'flush') {
         await removeFrame(this.runner, this.opts.chain);
         this.installed.clear();
       }

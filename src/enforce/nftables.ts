@@ -146,8 +146,8 @@ export class NftablesBackend extends CommandBackend implements FirewallBackend {
     return out;
   }
 
-  async stop(): Promise<void> {
-    if (this.opts.onStop !== 'flush') return;
+  async stop(mode: 'flush' | 'keep' = this.opts.onStop): Promise<void> {
+    if (mode !== 'flush') return;
     await this.apply('stop', [`add table inet ${this.opts.table}`, `delete table inet ${this.opts.table}`]);
     this.netSets.clear();
   }

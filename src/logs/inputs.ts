@@ -75,6 +75,8 @@ export class LogInputs {
   private journal: JournalSource | null = null;
   private readonly saved: Map<string, FilePosition>;
   private saver: NodeJS.Timeout | null = null;
+  /** Saves run one after another: two writers of one file could leave it half written. */
+  private saving: Promise<void> = Promise.resolve();
   private readonly onLine = (src: SourceLine): void => {
     const r = this.parse(src);
     if (r.outcome === 'matched') this.deps.onRecord(r.record, src);
@@ -90,7 +92,12 @@ export class LogInputs {
   }
 
   /** Writes the followers' positions (atomically: a reader never sees half a file). */
-  private async savePositions(): Promise<void> {
+  private savePositions(): Promise<void> {
+    this.saving = this.saving.then(() => this.writePositions());
+    return this.saving;
+  }
+
+  private async writePositions(): Promise<void> {
     const file = this.deps.positionsFile;
     if (!file) return;
     const out: Record<string, FilePosition> = {};
@@ -132,6 +139,9 @@ export class LogInputs {
     for (const [path, f] of this.followers) {
       if (wanted.get(path) !== f.fromStart) {
         await f.follower.stop();
+        // Should the path come back later, it goes on from here, not from where we started.
+        const p = f.follower.position();
+        if (p) this.saved.set(path, p);
         this.followers.delete(path);
       }
     }

@@ -2,7 +2,7 @@
  * The milter server: listeners as sendmail's S= equate names them, one MilterConnection per
  * accepted socket. A malformed frame closes only its own connection.
  */
-import { chmod, unlink } from 'node:fs/promises';
+import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { clearStaleSocket } from '../core/unix-socket.js';
@@ -70,6 +70,8 @@ export function validateMilterOptions(o: MilterServerOptions): void {
 interface Listener {
   readonly spec: ListenSpec;
   readonly server: Server;
+  /** Unix listeners: the inode of the socket file this listener created. */
+  readonly ino?: number;
 }
 
 function listen(server: Server, spec: ListenSpec): Promise<void> {
@@ -85,11 +87,16 @@ function listen(server: Server, spec: ListenSpec): Promise<void> {
 }
 
 /** Stops accepting on one listener (its open connections go on); a unix socket file is removed. */
-function closeListener({ spec, server }: Listener): Promise<void> {
-  return new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    if (spec.kind === 'unix') server.once('close', () => void unlink(spec.path).catch(() => undefined));
-  });
+function closeListener({ spec, server, ino }: Listener): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // The file goes now (open connections do not need it), and only if it is still this
+  // listener's own: a later listener may have been bound to the same path since.
+  if (spec.kind === 'unix') {
+    void lstat(spec.path)
+      .then((st) => (st.ino === ino ? unlink(spec.path) : undefined))
+      .catch(() => undefined);
+  }
+  return closed;
 }
 
 export class MilterServer {
@@ -128,15 +135,24 @@ export class MilterServer {
     validateMilterOptions(opts);
     const wanted = new Map(opts.listen.map((l) => { const spec = parseListenSpec(l); return [formatListenSpec(spec), spec] as const; }));
     const keep: Listener[] = [];
-    for (const l of this.listeners) {
-      if (wanted.has(formatListenSpec(l.spec))) keep.push(l);
-      else closeListener(l);
-    }
-    this.listeners = keep;
+    const removed: Listener[] = [];
+    for (const l of this.listeners) (wanted.has(formatListenSpec(l.spec)) ? keep : removed).push(l);
+    const kept = new Set(keep.map((l) => formatListenSpec(l.spec)));
+    const previous = this.opts;
     this.opts = opts;
+    // New listeners first: sendmail must never find authban gone. If one cannot be bound,
+    // the ones just bound are closed again and the old set stays as it was.
+    const added: Listener[] = [];
+    try {
+      for (const [text, spec] of wanted) if (!kept.has(text)) added.push(await this.bind(spec));
+    } catch (err) {
+      await Promise.all(added.map(closeListener));
+      this.opts = previous;
+      throw err;
+    }
+    for (const l of removed) void closeListener(l);
+    this.listeners = [...keep, ...added];
     this.sessionOptions = MilterServer.sessionOptionsOf(opts);
-    const bound = new Set(keep.map((l) => formatListenSpec(l.spec)));
-    for (const [text, spec] of wanted) if (!bound.has(text)) await this.bind(spec);
     opts.logger.info({ listen: this.addresses() }, 'milter server reconfigured');
   }
 
@@ -146,7 +162,7 @@ export class MilterServer {
     validateMilterOptions(opts);
     const srv = new MilterServer(opts);
     try {
-      for (const l of opts.listen) await srv.bind(parseListenSpec(l));
+      for (const l of opts.listen) srv.listeners.push(await srv.bind(parseListenSpec(l)));
     } catch (err) {
       await srv.close(0);
       throw err;
@@ -198,13 +214,19 @@ export class MilterServer {
     this.opts.logger.info('milter server closed');
   }
 
-  private async bind(spec: ListenSpec): Promise<void> {
+  private async bind(spec: ListenSpec): Promise<Listener> {
     if (spec.kind === 'unix') await clearStaleSocket(spec.path, 'milter');
     const server = createServer((socket) => this.accept(socket, spec));
     await listen(server, spec);
-    this.listeners.push({ spec, server });
-    if (spec.kind === 'unix') await chmod(spec.path, this.opts.unixSocketMode);
     server.on('error', (err) => this.opts.logger.error({ err, listen: formatListenSpec(spec) }, 'milter listener error'));
+    if (spec.kind !== 'unix') return { spec, server };
+    try {
+      await chmod(spec.path, this.opts.unixSocketMode);
+      return { spec, server, ino: (await lstat(spec.path)).ino };
+    } catch (err) {
+      server.close();
+      throw err;
+    }
   }
 
   private accept(socket: Socket, spec: ListenSpec): void {

@@ -187,3 +187,37 @@ test('/metrics moves by exactly the scripted session and ban, and passes promtoo
   });
   assert.equal(lint.code, 0, `promtool check metrics:\n${lint.out}`);
 });
+
+test('a log file dropped and added back by two reloads goes on where it was: no line read twice', async (t) => {
+  const dir = tempDir();
+  const maillog = join(dir, 'mail.log');
+  writeFileSync(maillog, '');
+  const withLog = testConfig(dir, { bans: { maxretry: 4, findtime: 600 }, logs: { files: [{ path: maillog, fromStart: false }] } });
+  let d = await startDaemon(dir, withLog);
+  t.after(async () => {
+    await d.kill();
+    removeDir(dir);
+  });
+  // A restart first, so that this run starts from saved positions.
+  assert.equal(await d.stop(), 0);
+  d = await startDaemon(dir, withLog);
+  const fail = (i: number): void => appendLine(maillog, authFailureLine({ qid: `6AQRLD0${i}0${33000 + i}`, pid: 33000 + i }, '198.51.100.77'));
+  const reloads = async (n: number): Promise<void> => {
+    d.proc.kill('SIGHUP');
+    for (let i = 0; i < 100 && d.logs.filter((l) => l.event === 'reloaded').length < n; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(d.logs.filter((l) => l.event === 'reloaded').length, n);
+  };
+  fail(1);
+  fail(2);
+  await new Promise((r) => setTimeout(r, 500));
+  writeFileSync(d.configFile, JSON.stringify({ ...withLog, logs: { files: [] } }));
+  await reloads(1);
+  writeFileSync(d.configFile, JSON.stringify(withLog));
+  await reloads(2);
+  fail(3);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(d.logs.filter((l) => l.event === 'ban').length, 0, 'three failures, not five: nothing was read twice');
+  fail(4);
+  const ban = await d.waitForLog((l) => l.event === 'ban', 10000);
+  assert.equal(ban.failures, 4);
+});

@@ -254,6 +254,28 @@ describe('MilterServer', () => {
     assert.deepEqual(server.addresses(), [`unix:${sock}`]);
 
     await assert.rejects(server.reconfigure({ listen: ['tcp:25'] }), /listen|spec/i);
+
+    // A unix path removed while a session on it is open, then added back: the old session's
+    // end must not take the new socket file with it.
+    await server.reconfigure({ listen: ['inet:0@127.0.0.1'] });
+    await server.reconfigure({ listen: ['inet:0@127.0.0.1', `unix:${sock}`] });
+    await viaUnix.quit();
+    await sleep(100);
+    const fresh = await client(t, { path: sock });
+    await fresh.negotiate();
+    assert.equal(letter(await fresh.request({ cmd: 'connect', hostname: 'd', family: '4', port: 4, address: '198.51.100.4' })), 'c');
+  });
+
+  it('reconfigure: a listener that cannot be bound leaves the old ones serving', async (t) => {
+    const { server, port } = await startServer(t, { onConnect: () => ({ kind: 'continue' }) });
+    const blocker = await MilterServer.start({ listen: ['inet:0@127.0.0.1'], logger: pino({ level: 'silent' }), handler: {} });
+    t.after(() => blocker.close(0));
+    const taken = Number(/^inet:(\d+)@/.exec(blocker.addresses()[0]!)?.[1]);
+    await assert.rejects(server.reconfigure({ listen: [`inet:${taken}@127.0.0.1`] }), /EADDRINUSE/);
+    assert.deepEqual(server.addresses(), [`inet:${port}@127.0.0.1`]);
+    const c = await client(t, { port });
+    await c.negotiate();
+    assert.equal(letter(await c.request({ cmd: 'connect', hostname: 'e', family: '4', port: 5, address: '198.51.100.5' })), 'c');
   });
 });
 
