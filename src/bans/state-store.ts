@@ -13,9 +13,21 @@
  * `authban_bans_state_write_errors_total` counted) until a repair, retried before each batch,
  * succeeds. Nothing is acknowledged that a replay could lose.
  *
- * One store per state file: `load()` takes `<file>.lock` (created with O_EXCL, holding the pid).
- * A lock held by another live process refuses with StateLockedError; a lock left by a dead
- * process (kill -9) is taken over and logged. `close()` releases it.
+ * The engine applies a change in memory before journalling it and keeps it when the write fails,
+ * so after a failed (or refused) batch the disk is behind memory. Once the journal is repaired the
+ * store brings the disk up to memory: a snapshot from `source()` onto a fresh, empty journal
+ * (`state_resynced` logged). While that fails it is retried before each later batch, every
+ * `retryAfterMs` when no batch comes, and at `close()`; so a ban or unban made while the disk was
+ * full (its promise rejected) is still there after a restart once the disk works again.
+ *
+ * One store per state file: `load()` takes `<file>.lock` (created with O_EXCL), a JSON object
+ * with the holder's pid, the boot id (`/proc/sys/kernel/random/boot_id`) and the process start
+ * time (field 22 of `/proc/<pid>/stat`), the last two when readable. A lock held by another live
+ * process refuses with StateLockedError; a lock is stale, taken over and logged, when its boot id
+ * is not the current one (written before a reboot), its pid is dead (kill -9), or its pid now
+ * runs a process that started at another time (the pid was reused). Without /proc only the pid's
+ * liveness is checked. A lock holding a bare pid (older versions) is judged by liveness alone.
+ * `close()` releases it.
  */
 import { constants as fsConstants } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
@@ -29,10 +41,13 @@ export interface StateStoreOptions {
   readonly file: string;
   /** Fold the journal into a new snapshot once it is this large, bytes. */
   readonly compactAfterBytes?: number;
+  /** After a failed write, how often to retry bringing the disk up to memory when no batch comes, ms. */
+  readonly retryAfterMs?: number;
 }
 
 export const DEFAULT_STATE_STORE: Required<Omit<StateStoreOptions, 'file'>> = {
   compactAfterBytes: 4 * 1024 * 1024,
+  retryAfterMs: 30_000,
 };
 
 export interface StateStoreDeps {
@@ -42,6 +57,8 @@ export interface StateStoreDeps {
   readonly now?: () => number;
   /** Opens the journal for appending (a seam for tests that inject write failures). */
   readonly openJournal?: (file: string) => Promise<FileHandle>;
+  /** Writes the snapshot atomically (a seam for tests that inject write failures). */
+  readonly writeSnapshot?: (file: string, data: string) => Promise<void>;
 }
 
 /**
@@ -77,12 +94,17 @@ export class StateStore {
   private readonly metrics: BansMetrics | undefined;
   private readonly now: () => number;
   private readonly openJournal: (file: string) => Promise<FileHandle>;
+  private readonly writeSnapshot: (file: string, data: string) => Promise<void>;
+  private readonly retryAfterMs: number;
   readonly lockFile: string;
   private journal: FileHandle | null = null;
   /** Journal length up to the end of the last fsync'd batch; everything past it is unacknowledged. */
   private committedBytes = 0;
   /** A write failed and the journal may end in a partial line that is not yet cut off. */
   private needsRepair = false;
+  /** A batch failed or was refused: memory holds changes the disk does not, until a compaction. */
+  private needsResync = false;
+  private retryTimer: NodeJS.Timeout | null = null;
   private source: (() => BanState) | null = null;
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
@@ -95,6 +117,8 @@ export class StateStore {
     this.metrics = deps.metrics;
     this.now = deps.now ?? Date.now;
     this.openJournal = deps.openJournal ?? ((f) => open(f, 'a', 0o600));
+    this.writeSnapshot = deps.writeSnapshot ?? writeAtomic;
+    this.retryAfterMs = opts.retryAfterMs ?? DEFAULT_STATE_STORE.retryAfterMs;
     this.lockFile = `${opts.file}.lock`;
   }
 
@@ -121,16 +145,18 @@ export class StateStore {
   }
 
   /**
-   * Creates the lock file exclusively. An existing one naming a live process other than this one
-   * refuses; one naming a dead process (or this process: a pid reused after a restart, e.g. pid 1
-   * in a container, or a store of this process that was never closed) is taken over.
+   * Creates the lock file exclusively. An existing one held by a live process other than this one
+   * refuses; a stale one (see `staleReason`), or one naming this process (a pid reused after a
+   * restart, e.g. pid 1 in a container, or a store of this process that was never closed), is
+   * taken over.
    */
   private async lock(): Promise<void> {
+    const mine = await ownLockRecord();
     for (let attempt = 0; ; attempt++) {
       try {
         const fh = await open(this.lockFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
         try {
-          await fh.writeFile(`${process.pid}\n`);
+          await fh.writeFile(`${JSON.stringify(mine)}\n`);
           await fh.sync();
         } finally {
           await fh.close();
@@ -142,15 +168,18 @@ export class StateStore {
       }
       const seen = await readLockIfExists(this.lockFile);
       if (seen === null) continue; // released meanwhile
-      let pid = parsePid(seen);
-      if (pid === null) {
+      let held = parseLock(seen);
+      if (held === null) {
         // Created but not written yet by a process starting right now, or left empty by a crash.
         await new Promise((r) => setTimeout(r, 100));
         const again = await readLockIfExists(this.lockFile);
         if (again !== seen) continue;
-        pid = parsePid(again);
+        held = parseLock(again);
       }
-      if (pid !== null && pid !== process.pid && isAlive(pid)) throw new StateLockedError(this.lockFile, pid);
+      const pid = held?.pid ?? null;
+      const own = pid === process.pid && (held!.bootId === undefined || mine.bootId === undefined || held!.bootId === mine.bootId);
+      const stale = held === null || own ? null : await staleReason(held, mine);
+      if (held !== null && !own && stale === null) throw new StateLockedError(this.lockFile, held.pid);
       // Stale: move it aside (atomic; of two processes taking over, one wins the rename), check it
       // is still the lock we judged, and try again.
       const aside = `${this.lockFile}.stale-${process.pid}`;
@@ -167,12 +196,15 @@ export class StateStore {
         if (moved !== null) await writeFile(this.lockFile, moved, { flag: 'wx', mode: 0o644 }).catch(() => undefined);
         continue;
       }
-      const own = pid === process.pid;
       this.log.warn(
-        { event: 'state_lock_stale', file: this.lockFile, pid },
+        { event: 'state_lock_stale', file: this.lockFile, pid, reason: own ? 'own' : (stale ?? 'unreadable') },
         own
           ? `ban state lock ${this.lockFile} names this process (pid ${pid}); taking it over`
-          : `ban state lock ${this.lockFile} was left by pid ${pid ?? '(unreadable)'}, which is not running (killed?); taking it over`,
+          : stale === 'reboot'
+            ? `ban state lock ${this.lockFile} was left by pid ${pid} before the last reboot (another boot id); taking it over`
+            : stale === 'pid-reused'
+              ? `ban state lock ${this.lockFile} was left by pid ${pid}, which now runs another process (another start time; the pid was reused); taking it over`
+              : `ban state lock ${this.lockFile} was left by pid ${pid ?? '(unreadable)'}, which is not running (killed?); taking it over`,
       );
       heldLocks.delete(this.lockFile);
     }
@@ -277,15 +309,22 @@ export class StateStore {
     try {
       // Let the rest of this turn's appends (a burst of bans) join the first batch.
       await new Promise<void>((r) => setImmediate(r));
-      while (this.pending.length > 0) {
+      // Runs once even with nothing pending: a retry of the repair / resync (retryTimer).
+      do {
         const batch = this.pending;
         this.pending = [];
         // Never append after a partial line: cut the journal back first, or refuse the batch.
         const broken = this.needsRepair ? await this.repair() : null;
         if (broken) {
+          // Refused, but the engine keeps these changes in memory: the disk must catch up later.
+          this.needsResync = true;
           for (const p of batch) p.reject(broken);
           continue;
         }
+        // The journal ends at a committed line again; bring the disk up to memory if it is behind.
+        // If that fails, the batch is still journalled (its lines replay onto the old snapshot).
+        if (this.needsResync) await this.resync();
+        if (batch.length === 0) continue;
         const data = batch.map((p) => p.line).join('');
         const endTimer = this.metrics?.stateCommitSeconds.startTimer();
         try {
@@ -297,9 +336,11 @@ export class StateStore {
         } catch (e) {
           this.writeFailed(e as Error, this.journalFile);
           // Part of the batch may be on disk: cut it off before rejecting, so that a crash before
-          // the next batch leaves no partial line either.
+          // the next batch leaves no partial line either. The engine keeps the batch's changes in
+          // memory, so then write them (all of memory) as a snapshot, or a restart would lose them.
           this.needsRepair = true;
-          await this.repair();
+          this.needsResync = true;
+          if ((await this.repair()) === null && this.needsResync) await this.resync();
           for (const p of batch) p.reject(e as Error);
           continue;
         }
@@ -311,10 +352,40 @@ export class StateStore {
             this.writeFailed(e as Error, this.opts.file);
           }
         }
-      }
+      } while (this.pending.length > 0);
     } finally {
       this.flushing = null;
+      this.scheduleRetry();
     }
+  }
+
+  /** While the journal is broken or the disk is behind memory, retries even if no batch comes. */
+  private scheduleRetry(): void {
+    if (this.closed || this.retryTimer || !(this.needsRepair || this.needsResync)) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.closed) this.flushing ??= this.flushLoop();
+    }, this.retryAfterMs);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * Writes the in-memory state (which holds every change whose write failed) as the snapshot, onto
+   * a fresh empty journal. Returns whether the disk now matches memory; a failure is logged, and
+   * the caller tries again later.
+   */
+  private async resync(): Promise<boolean> {
+    try {
+      await this.compactOntoFreshJournal();
+    } catch (e) {
+      this.writeFailed(e as Error, this.opts.file);
+      return false;
+    }
+    this.log.warn(
+      { event: 'state_resynced', file: this.opts.file },
+      `ban state ${this.opts.file} rewritten from memory after a failed write: changes whose write failed are on disk now`,
+    );
+    return true;
   }
 
   /**
@@ -357,7 +428,7 @@ export class StateStore {
    * at any step leaves things as they were.
    */
   private async compactOntoFreshJournal(): Promise<void> {
-    await writeAtomic(this.opts.file, encodeSnapshot(this.source!(), this.now()));
+    await this.writeSnapshot(this.opts.file, encodeSnapshot(this.source!(), this.now()));
     const tmp = `${this.journalFile}.tmp-${process.pid}`;
     await rm(tmp, { force: true });
     let fresh: FileHandle | undefined;
@@ -373,6 +444,7 @@ export class StateStore {
     const old = this.journal;
     this.journal = fresh;
     this.committedBytes = 0;
+    this.needsResync = false;
     await old?.close().catch(() => undefined);
     await syncDir(dirname(this.journalFile));
   }
@@ -384,18 +456,23 @@ export class StateStore {
 
   /** Snapshot first (atomic), then truncate: a crash in between only replays lines already in it. */
   private async compact(): Promise<void> {
-    await writeAtomic(this.opts.file, encodeSnapshot(this.source!(), this.now()));
+    await this.writeSnapshot(this.opts.file, encodeSnapshot(this.source!(), this.now()));
     await this.journal!.truncate(0);
     this.committedBytes = 0;
     await this.journal!.sync();
+    this.needsResync = false;
   }
 
   /** Waits for pending writes, closes the journal and releases the lock. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     try {
       while (this.flushing) await this.flushing;
+      // A last chance for the disk to catch up with memory (it may work again by now).
       if (this.needsRepair && this.journal) await this.repair();
+      if (this.needsResync && this.journal && !this.needsRepair) await this.resync();
       await this.journal?.close();
       this.journal = null;
     } finally {
@@ -417,11 +494,86 @@ async function readLockIfExists(file: string): Promise<string | null> {
   }
 }
 
-function parsePid(text: string): number | null {
+/** What a lock file records about its holder; `bootId` and `startTime` only when /proc told. */
+interface LockRecord {
+  readonly pid: number;
+  readonly bootId?: string;
+  readonly startTime?: string;
+}
+
+/** JSON `{pid, bootId?, startTime?}`, or a bare pid (locks of older versions); null when neither. */
+function parseLock(text: string): LockRecord | null {
   const t = text.trim();
-  if (!/^[1-9]\d*$/.test(t)) return null;
-  const pid = Number(t);
-  return Number.isSafeInteger(pid) ? pid : null;
+  if (/^[1-9]\d*$/.test(t)) return validPid(Number(t)) ? { pid: Number(t) } : null;
+  let v: unknown;
+  try {
+    v = JSON.parse(t);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  if (typeof o['pid'] !== 'number' || !validPid(o['pid'])) return null;
+  return {
+    pid: o['pid'],
+    ...(typeof o['bootId'] === 'string' && o['bootId'] !== '' ? { bootId: o['bootId'] } : {}),
+    ...(typeof o['startTime'] === 'string' && /^\d+$/.test(o['startTime']) ? { startTime: o['startTime'] } : {}),
+  };
+}
+
+function validPid(pid: number): boolean {
+  return Number.isSafeInteger(pid) && pid > 0;
+}
+
+/**
+ * Why a lock held by another pid is stale, or null when its holder may still be running: another
+ * boot id (the lock survived a reboot; its pid means nothing now), a dead pid, or a live pid whose
+ * start time is not the recorded one (reused by another process). What /proc cannot tell (no
+ * /proc, hidepid, a lock of an older version) is not taken as stale: liveness alone decides.
+ */
+async function staleReason(held: LockRecord, mine: LockRecord): Promise<'reboot' | 'dead' | 'pid-reused' | null> {
+  if (held.bootId !== undefined && mine.bootId !== undefined && held.bootId !== mine.bootId) return 'reboot';
+  if (!isAlive(held.pid)) return 'dead';
+  if (held.startTime !== undefined) {
+    const now = await processStartTime(held.pid);
+    if (now !== undefined && now !== held.startTime) return 'pid-reused';
+  }
+  return null;
+}
+
+let ownRecord: Promise<LockRecord> | null = null;
+
+/** This process's lock record (read once: neither the boot id nor the start time changes). */
+function ownLockRecord(): Promise<LockRecord> {
+  ownRecord ??= (async () => {
+    const [bootId, startTime] = await Promise.all([readBootId(), processStartTime(process.pid)]);
+    return { pid: process.pid, ...(bootId !== undefined ? { bootId } : {}), ...(startTime !== undefined ? { startTime } : {}) };
+  })();
+  return ownRecord;
+}
+
+async function readBootId(): Promise<string | undefined> {
+  try {
+    const id = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    return id === '' ? undefined : id;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Field 22 of /proc/<pid>/stat (start time after boot, clock ticks), or undefined when unreadable.
+ * The command name (field 2) may hold spaces and parentheses: fields are counted after its last `)`.
+ */
+async function processStartTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/);
+    const start = fields[22 - 3]; // fields[0] is field 3 (state)
+    return start !== undefined && /^\d+$/.test(start) ? start : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Signal 0 checks existence only; EPERM means it exists but belongs to another user. */
