@@ -62,7 +62,7 @@ function firewallOptionsOf(cfg: Config) {
 }
 
 export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> {
-  const started = Date.now();
+  const startedAt = Date.now();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'authban_' });
   // prom-client names three gauges `_total`, a suffix Prometheus keeps for counters (promtool
@@ -79,12 +79,25 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   // Decide: the ban engine with its durable state.
   const store = new StateStore({ file: join(cfg.state.dir, 'state.json') }, { log: logger, metrics: bansMetrics });
   const engine = new BanEngine({ log: logger, policy: policyOf(cfg), ownAddresses: ownAddresses(cfg), metrics: bansMetrics, store });
-  await engine.start();
+  // What has started so far, so that a failed start-up releases it all (the state lock
+  // above all: a lock left behind would refuse the next start).
+  const undo: (() => Promise<unknown>)[] = [];
+  const started = async <T>(p: Promise<T>, stop: (v: T) => Promise<unknown>): Promise<T> => {
+    try {
+      const v = await p;
+      undo.unshift(() => stop(v));
+      return v;
+    } catch (e) {
+      for (const u of undo) await u().catch(() => undefined);
+      throw e;
+    }
+  };
+  await started(engine.start(), () => engine.stop());
 
   // Enforce: the firewall (batched, never awaited by the milter) and the tempfail gate.
   const newFirewall = (c: Config): Firewall => new Firewall(firewallOptionsOf(c), { log: logger, metrics: enforceMetrics, activeBans: () => engine.list() });
   let firewall = newFirewall(cfg);
-  await firewall.start();
+  await started(firewall.start(), () => firewall.stop());
   engine.on('ban', (b) => firewall.ban(b));
   engine.on('unban', (b) => firewall.unban(b));
   const gate = new TempfailGate((a) => engine.isBanned(a), cfg.milter.refused, buildRefusal(cfg.milter), tempfailMetrics);
@@ -133,23 +146,28 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
     handler,
     metrics: milterMetrics,
   });
-  const milter = await MilterServer.start(milterInit(cfg));
+  const milter = await started(MilterServer.start(milterInit(cfg)), (m) => m.close(0));
 
-  const inputs = await LogInputs.start(cfg.logs, {
-    logger,
-    metrics: logsMetrics,
-    onRecord: (r, src) => correlator.onRecord(r, src),
-    positionsFile: join(cfg.state.dir, 'log-positions.json'),
-  });
+  const inputs = await started(
+    LogInputs.start(cfg.logs, {
+      logger,
+      metrics: logsMetrics,
+      onRecord: (r, src) => correlator.onRecord(r, src),
+      positionsFile: join(cfg.state.dir, 'log-positions.json'),
+    }),
+    (i) => i.stop(),
+  );
   // The first tick starts the correlator's start-grace clock: sessions opened before authban
   // started are unknown, so attribution by time waits until they are gone.
   correlator.tick(Date.now());
   const ticker = setInterval(() => correlator.tick(Date.now()), TICK_MS);
   ticker.unref();
 
-  let metricsHttp: MetricsHttp | null = cfg.metrics.listen ? await startMetricsHttp(registry, cfg.metrics.listen, cfg.metrics.path, logger) : null;
+  let metricsHttp: MetricsHttp | null = cfg.metrics.listen
+    ? await started(startMetricsHttp(registry, cfg.metrics.listen, cfg.metrics.path, logger), (h) => h.close())
+    : null;
 
-  const control: ControlServer = await startControlServer(
+  const control: ControlServer = await started(startControlServer(
     cfg.control.socket,
     async (req) => {
       const a = req.args ?? {};
@@ -161,7 +179,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
         case 'status':
           return {
             pid: process.pid,
-            uptimeSeconds: Math.round((Date.now() - started) / 1000),
+            uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
             milter: { listen: milter.addresses(), connections: milter.connectionCount },
             bans: engine.stats(),
             correlate: { ...correlator.stats, held: correlator.heldCount },
@@ -189,7 +207,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
       }
     },
     logger,
-  );
+  ), (c) => c.close());
 
   let stopping: Promise<void> | null = null;
   const daemon: Daemon = {

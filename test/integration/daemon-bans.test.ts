@@ -309,3 +309,22 @@ test('lines written to a followed file while the daemon was stopped are read aft
   assert.equal(ban.address, ATTACKER);
   assert.equal(ban.failures, 3, 'each line read once, the old one not at all');
 });
+
+test('a start-up that fails part way (milter port taken) releases what it took: no lock left behind', async (t) => {
+  const { createServer } = await import('node:net');
+  const dir = tempDir();
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  t.after(() => {
+    blocker.close();
+    removeDir(dir);
+  });
+  const port = (blocker.address() as { port: number }).port;
+  const cfgFile = join(dir, 'taken.json');
+  writeFileSync(cfgFile, JSON.stringify(testConfig(dir, { milter: { listen: [`inet:${port}@127.0.0.1`] } })));
+  const r = await cli(['run', '--config', cfgFile]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /EADDRINUSE/);
+  assert.ok(!existsSync(join(dir, 'state', 'state.json.lock')), 'the state lock was released');
+  assert.ok(!existsSync(join(dir, 'control.sock')), 'no control socket left');
+});
