@@ -212,3 +212,14 @@ export class CidrSet {
     return this.nets.length;
   }
 }
+
+/**
+ * Splits `HOST:PORT` as the config writes listeners (`127.0.0.1:9464`, `[::1]:5514`); the
+ * brackets of an IPv6 host are dropped. Null when it is not of that shape or the port is out
+ * of range.
+ */
+export function parseHostPort(spec: string): { host: string; port: number } | null {
+  const m = /^(.+):(\d{1,5})$/.exec(spec);
+  if (!m || Number(m[2]) > 65535) return null;
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(m[2]) };
+}

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { parseHostPort } from '../core/address.js';
 import type { LogsMetrics } from './metrics.js';
 import { createLineParser, type ParseResult } from './parse-line.js';
 import type { LogRecord, SourceLine } from './records.js';
@@ -53,8 +54,9 @@ function loadPositions(file: string, logger: Logger): Map<string, FilePosition> 
 }
 
 function hostPort(spec: string): { host: string; port: number } {
-  const colon = spec.lastIndexOf(':');
-  return { host: spec.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(spec.slice(colon + 1)) };
+  const hp = parseHostPort(spec);
+  if (!hp) throw new Error(`syslog: "${spec}" is not HOST:PORT`);
+  return hp;
 }
 
 function syslogListen(cfg: LogInputsConfig['syslog']): SyslogListen[] {

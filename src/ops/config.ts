@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseCidr } from '../core/address.js';
+import { parseCidr, parseHostPort } from '../core/address.js';
 import { defaults, validate, type SchemaError, type Spec } from './schema.js';
 
 /** The whole configuration, as validated from the JSON file over the built-in defaults. */
@@ -61,9 +61,7 @@ function checkCidr(v: string): string | null {
 }
 
 function checkHostPort(v: string): string | null {
-  const m = /^(.+):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) > 65535) return 'expected HOST:PORT';
-  return null;
+  return parseHostPort(v) ? null : 'expected HOST:PORT';
 }
 
 const str = (d: string, doc: string, check?: (v: string) => string | null): Spec => ({ kind: 'string', default: d, doc, ...(check ? { check } : {}) });

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { parseHostPort } from '../core/address.js';
 
 export interface MetricsHttp {
   /** `host:port` actually bound (port 0 in the config gives a free one). */
@@ -11,9 +12,9 @@ export interface MetricsHttp {
 
 /** Serves the registry at `path` over HTTP; every other path is 404. */
 export async function startMetricsHttp(registry: Registry, listen: string, path: string, logger: Logger): Promise<MetricsHttp> {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(listen.slice(colon + 1));
+  const hp = parseHostPort(listen);
+  if (!hp) throw new Error(`metrics: "${listen}" is not HOST:PORT`);
+  const { host, port } = hp;
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== path) {
       res.writeHead(404).end('not found\n');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { banKey, cidrContains, CidrSet, isLoopback, normalizeAddress, parseAddress, parseCidr } from '../../../src/core/address.js';
+import { banKey, cidrContains, CidrSet, isLoopback, normalizeAddress, parseAddress, parseCidr, parseHostPort } from '../../../src/core/address.js';
 
 test('IPv4 forms', () => {
   assert.equal(normalizeAddress('198.51.100.7'), '198.51.100.7');
@@ -63,4 +63,11 @@ test('loopback and CidrSet', () => {
   assert.ok(set.contains(parseAddress('2001:db8:5:1::1')!));
   assert.ok(!set.contains(parseAddress('2001:db8:6::1')!));
   assert.equal(set.size, 2);
+});
+
+test('HOST:PORT as the config writes listeners', () => {
+  assert.deepEqual(parseHostPort('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
+  assert.deepEqual(parseHostPort('[::1]:5514'), { host: '::1', port: 5514 });
+  assert.deepEqual(parseHostPort('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
+  for (const bad of ['127.0.0.1', '127.0.0.1:65536', ':25', '127.0.0.1:x', '127.0.0.1:123456']) assert.equal(parseHostPort(bad), null, bad);
 });
