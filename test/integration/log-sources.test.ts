@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { spawnSync, execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import {
-  appendFileSync, chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync,
+  appendFileSync, chmodSync, closeSync, copyFileSync, openSync, readFileSync, renameSync,
   truncateSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Registry } from 'prom-client';
@@ -19,12 +18,9 @@ import { JournalSource } from '../../src/logs/sources/journal.js';
 import { SyslogReceiver } from '../../src/logs/sources/syslog-receiver.js';
 import { needsOrSkip } from '../helpers/require-root.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { testDir } from '../helpers/temp-dir.js';
 
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'authban-logs-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext): string => testDir(t, 'authban-logs-');
 
 function lineNo(i: number): string {
   return `Nov 25 17:35:00 vm sendmail[${1000 + i}]: line ${i} ${'x'.repeat(i % 37)}`;

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import pino from 'pino';
@@ -11,15 +10,12 @@ import type { CloseReason, MilterHandler, Verdict } from '../../src/milter/handl
 import { createMilterMetrics } from '../../src/milter/metrics.js';
 import { MilterServer, type MilterServerInit } from '../../src/milter/server.js';
 import { MtaClient, replyText, type MtaCommand } from '../helpers/mta-client.js';
+import { testDir } from '../helpers/temp-dir.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const letter = (r: { command: number } | undefined) => (r ? String.fromCharCode(r.command) : 'none');
 
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'authban-milter-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext): string => testDir(t, 'authban-milter-');
 
 /** A server with captured warn lines; closed when the test ends, whatever happens. */
 async function startServer(t: TestContext, handler: MilterHandler, extra: Partial<MilterServerInit> = {}) {

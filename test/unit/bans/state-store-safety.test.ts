@@ -5,8 +5,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdir, mkdtemp, open as fsOpen, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, mkdir, open as fsOpen, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
@@ -14,12 +13,9 @@ import { BanEngine } from '../../../src/bans/ban-engine.js';
 import { createBansMetrics } from '../../../src/bans/metrics.js';
 import { StateLockedError, StateStore, type StateStoreDeps, type StateStoreOptions } from '../../../src/bans/state-store.js';
 import { Clock, capturingLogger, metricValue } from './fixtures.js';
+import { testDir } from '../../helpers/temp-dir.js';
 
-async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'authban-bans-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext): string => testDir(t, 'authban-bans-');
 
 function open(file: string, clock: Clock, more: Partial<StateStoreDeps> = {}, opts: Partial<StateStoreOptions> = {}) {
   const { log, lines } = capturingLogger();
@@ -91,7 +87,7 @@ async function reload(file: string, clock: Clock) {
 }
 
 test('disk full mid-write: the partial line is cut off, the failed ban is written from memory, and it and later bans survive a reload', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const { f, openJournal } = faults();
   const a = open(file, clock, { openJournal });
@@ -122,7 +118,7 @@ test('disk full mid-write: the partial line is cut off, the failed ban is writte
 });
 
 test('disk still full after the failed write: the snapshot is retried before the next batch; a failed ban and a failed unban both survive', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const { f, openJournal, writeSnapshot } = faults();
   const a = open(file, clock, { openJournal, writeSnapshot });
@@ -151,7 +147,7 @@ test('disk still full after the failed write: the snapshot is retried before the
 });
 
 test('disk back but no later change: the snapshot is retried on a timer, and at close', async (t) => {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const clock = new Clock();
   for (const how of ['timer', 'close'] as const) {
     const file = join(dir, `${how}.json`);
@@ -176,7 +172,7 @@ test('disk back but no later change: the snapshot is retried on a timer, and at 
 });
 
 test('disk full and the truncation fails too: compacted onto a fresh journal, later acknowledged bans survive', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const { f, openJournal } = faults();
   const a = open(file, clock, { openJournal });
@@ -200,7 +196,7 @@ test('disk full and the truncation fails too: compacted onto a fresh journal, la
 });
 
 test('a journal that cannot be repaired refuses further acks with a clear error, until it can be', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const { f, openJournal } = faults();
   const a = open(file, clock, { openJournal });
@@ -284,7 +280,7 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 }
 
 test('a second store on the same state file is refused while the first holds it; close releases the lock', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const { child, pid } = await spawnHolder(t, file);
   const held = await lockRecord(file);
@@ -323,7 +319,7 @@ test('a second store on the same state file is refused while the first holds it;
 });
 
 test('a stale lock (holder killed with kill -9) is taken over and logged', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const { child, pid } = await spawnHolder(t, file);
   child.kill('SIGKILL');
@@ -344,7 +340,7 @@ test('a stale lock (holder killed with kill -9) is taken over and logged', async
 });
 
 test('a lock file with garbage in it is taken over; a failed load releases the lock it took', async (t) => {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const file = join(dir, 'state.json');
   const clock = new Clock();
   await writeFile(`${file}.lock`, 'not a pid');
@@ -364,7 +360,7 @@ test('a lock file with garbage in it is taken over; a failed load releases the l
 test('a lock from before a reboot (another boot id) is taken over, even if its pid is alive now', async (t) => {
   const bootId = await readOrNull('/proc/sys/kernel/random/boot_id');
   if (bootId === null) return t.skip('no /proc/sys/kernel/random/boot_id here');
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const pid = sleeper(t); // the pid the lock names is taken by an unrelated process after the reboot
   const other = bootId.replace(/^./, (c) => (c === '0' ? '1' : '0'));
   await writeFile(`${file}.lock`, JSON.stringify({ pid, bootId: other, startTime: await startTimeOf(pid) }) + '\n');
@@ -384,7 +380,7 @@ test('a lock whose live pid has another start time (pid reused) is taken over; a
   const pid = sleeper(t);
   const started = await startTimeOf(pid);
   if (bootId === null || started === null) return t.skip('no /proc here');
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const file = join(dir, 'state.json');
   await writeFile(`${file}.lock`, JSON.stringify({ pid, bootId, startTime: String(Number(started) + 1) }) + '\n');
   const b = open(file, new Clock());

@@ -1,8 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
@@ -11,12 +10,9 @@ import { createBansMetrics } from '../../../src/bans/metrics.js';
 import type { BanPolicyOptions } from '../../../src/bans/policy.js';
 import { StateStore, type StateStoreOptions } from '../../../src/bans/state-store.js';
 import { Clock, capturingLogger, failure, metricValue } from './fixtures.js';
+import { testDir } from '../../helpers/temp-dir.js';
 
-async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'authban-bans-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext): string => testDir(t, 'authban-bans-');
 
 function open(file: string, clock: Clock, opts: { policy?: Partial<BanPolicyOptions>; store?: Partial<StateStoreOptions> } = {}) {
   const { log, lines } = capturingLogger();
@@ -28,7 +24,7 @@ function open(file: string, clock: Clock, opts: { policy?: Partial<BanPolicyOpti
 }
 
 test('round trip: bans, evidence and repeat-offender history survive a restart', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const a = open(file, clock, { policy: { maxretry: 2 } });
   assert.deepEqual(await a.engine.start(), []);
@@ -58,7 +54,7 @@ test('round trip: bans, evidence and repeat-offender history survive a restart',
 });
 
 test('a manual unban stays unbanned after restart, also without a clean stop', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const a = open(file, clock);
   await a.engine.start();
@@ -75,7 +71,7 @@ test('a manual unban stays unbanned after restart, also without a clean stop', a
 });
 
 test('group commit: a burst of bans shares fsyncs, and every ban is durable when acknowledged', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const a = open(file, clock);
   await a.engine.start();
@@ -89,7 +85,7 @@ test('group commit: a burst of bans shares fsyncs, and every ban is durable when
 });
 
 test('the journal is compacted into the snapshot when it grows', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const clock = new Clock();
   const a = open(file, clock, { store: { compactAfterBytes: 4096 } });
   await a.engine.start();
@@ -105,7 +101,7 @@ test('the journal is compacted into the snapshot when it grows', async (t) => {
 });
 
 test('torn last journal line (kill -9 during a write): everything before it is kept, the tail set aside', async (t) => {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const file = join(dir, 'state.json');
   const clock = new Clock();
   const a = open(file, clock);
@@ -130,7 +126,7 @@ test('torn last journal line (kill -9 during a write): everything before it is k
 });
 
 test('a corrupt journal line: reported with its line number, file copied aside, the rest kept', async (t) => {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const file = join(dir, 'state.json');
   const clock = new Clock();
   const a = open(file, clock);
@@ -155,7 +151,7 @@ test('a corrupt journal line: reported with its line number, file copied aside, 
 });
 
 test('a corrupt snapshot: reported, set aside as state.json.corrupt-<time>, the journal still applies', async (t) => {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const file = join(dir, 'state.json');
   const clock = new Clock();
   const a = open(file, clock);
@@ -179,7 +175,7 @@ test('a corrupt snapshot: reported, set aside as state.json.corrupt-<time>, the 
 });
 
 test('a snapshot with one bad entry keeps the others', async (t) => {
-  const dir = await tempDir(t);
+  const dir = tempDir(t);
   const file = join(dir, 'state.json');
   const clock = new Clock();
   const ok = { target: '198.51.100.1', family: 4, reason: 'manual', count: 1, createdAt: clock.now(), expiresAt: null, evidence: [] };
@@ -192,7 +188,7 @@ test('a snapshot with one bad entry keeps the others', async (t) => {
 });
 
 test('kill -9 of a real process mid-burst: every acknowledged ban is there after restart', async (t) => {
-  const file = join(await tempDir(t), 'state.json');
+  const file = join(tempDir(t), 'state.json');
   const script = fileURLToPath(new URL('./ban-writer.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', 'tsx', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => {
