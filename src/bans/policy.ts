@@ -2,7 +2,7 @@
  * Ban policy: options, their validation, and the pure decisions the engine asks of them
  * (which key an address counts under, whether it may be banned at all, how long the nth ban lasts).
  */
-import { CidrSet, banKey, isLoopback, parseAddress, parseCidr, type Cidr, type ParsedAddress } from '../core/address.js';
+import { CidrSet, banKey, isLoopback, parseAddress, parseCidr, type ParsedAddress } from '../core/address.js';
 
 export interface BanPolicyOptions {
   /** Sliding window for counting failures, seconds. */
@@ -111,15 +111,9 @@ export function compileBanPolicy(options: Partial<BanPolicyOptions> = {}, ownAdd
     if (typeof merged[key] !== 'boolean') throw new Error(`ban policy: "${key}" must be true or false`);
   }
   if (!Array.isArray(merged.ignore)) throw new Error('ban policy: "ignore" must be a list of addresses or CIDRs');
-  const ignoreSet = new CidrSet(merged.ignore.map((text, i) => cidrOrThrow(text, `ignore[${i}]`)));
-  const ownSet = new CidrSet(ownAddresses.map((text, i) => cidrOrThrow(text, `own address [${i}]`)));
+  const ignoreSet = CidrSet.parse(merged.ignore, 'ban policy: ignore');
+  const ownSet = CidrSet.parse(ownAddresses, 'ban policy: own address ');
   return { ...merged, ignore: [...merged.ignore], ignoreSet, ownSet };
-}
-
-function cidrOrThrow(text: unknown, where: string): Cidr {
-  const net = typeof text === 'string' ? parseCidr(text) : null;
-  if (!net) throw new Error(`ban policy: ${where} is not an address or CIDR: ${JSON.stringify(text)}`);
-  return net;
 }
 
 /** Why an address must never be counted or banned, or null when it may be. */

@@ -200,6 +200,17 @@ export class CidrSet {
     for (const e of entries) this.nets.push(e);
   }
 
+  /** Parses a configured list; the first entry that is not an address or network throws, naming `what[i]`. */
+  static parse(texts: readonly unknown[], what: string): CidrSet {
+    return new CidrSet(
+      texts.map((text, i) => {
+        const net = typeof text === 'string' ? parseCidr(text) : null;
+        if (!net) throw new Error(`${what}[${i}] is not an address or CIDR: ${JSON.stringify(text)}`);
+        return net;
+      }),
+    );
+  }
+
   add(net: Cidr): void {
     this.nets.push(net);
   }

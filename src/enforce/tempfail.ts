@@ -1,5 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
-import { CidrSet, parseAddress, parseCidr } from '../core/address.js';
+import { CidrSet, parseAddress } from '../core/address.js';
 import type { Verdict } from '../milter/handler.js';
 
 export interface TempfailMetrics {
@@ -30,12 +30,12 @@ export class TempfailGate {
     private refusal: Verdict,
     private readonly metrics?: TempfailMetrics,
   ) {
-    this.refused = toSet(refused);
+    this.refused = CidrSet.parse(refused, 'refused list');
   }
 
   /** Applies a reloaded configuration. */
   update(refused: readonly string[], refusal: Verdict): void {
-    this.refused = toSet(refused);
+    this.refused = CidrSet.parse(refused, 'refused list');
     this.refusal = refusal;
   }
 
@@ -53,14 +53,4 @@ export class TempfailGate {
     }
     return null;
   }
-}
-
-function toSet(entries: readonly string[]): CidrSet {
-  const set = new CidrSet();
-  for (const e of entries) {
-    const net = parseCidr(e);
-    if (!net) throw new Error(`refused list: "${e}" is not an address or network`);
-    set.add(net);
-  }
-  return set;
 }
