@@ -21,6 +21,7 @@ import { createLogsMetrics } from './logs/metrics.js';
 import type { MilterHandler, Verdict } from './milter/handler.js';
 import { createMilterMetrics } from './milter/metrics.js';
 import { buildRefusal } from './milter/refuse.js';
+import { parseListenSpec } from './milter/listen-spec.js';
 import { MilterServer } from './milter/server.js';
 import type { Config } from './ops/config.js';
 import { ControlUsageError, startControlServer, type ControlServer } from './ops/control-server.js';
@@ -45,9 +46,10 @@ export interface Daemon {
 /** The daemon's own listen addresses: never banned, whatever the config says. */
 function ownAddresses(cfg: Config): string[] {
   const out: string[] = [];
-  for (const spec of cfg.milter.listen) {
-    const host = /^inet6?:\d+@(.+)$/.exec(spec)?.[1];
-    const addr = host ? parseAddress(host) : null;
+  for (const text of cfg.milter.listen) {
+    const spec = parseListenSpec(text);
+    // A wildcard host (0.0.0.0, ::) is never a client's address: listing it changes nothing.
+    const addr = spec.kind === 'unix' ? null : parseAddress(spec.host);
     if (addr) out.push(addr.text);
   }
   return out;
