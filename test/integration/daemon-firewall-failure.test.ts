@@ -9,6 +9,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlRequest } from '../../src/ops/control-client.js';
 import { removeDir, startDaemon, tempDir, testConfig } from '../helpers/daemon.js';
+import { scrape, sample } from '../helpers/metrics.js';
 import { openSession } from '../helpers/smtp-session.js';
 
 test('nft failing: the daemon keeps serving, logs and counts the failure, the milter still refuses bans', async (t) => {
@@ -35,9 +36,8 @@ test('nft failing: the daemon keeps serving, logs and counts the failure, the mi
   assert.equal(s.verdict, "'y'", 'tempfail at connect works without the firewall');
   s.client.destroy();
 
-  const metrics = await (await fetch(`http://${d.metricsAddress}/metrics`)).text();
-  const failures = /^authban_firewall_command_failures_total\{backend="nftables",op="start"\} (\d+)/m.exec(metrics);
-  assert.ok(failures && Number(failures[1]) >= 1, 'the failure is counted');
+  const metrics = await scrape(d.metricsAddress!);
+  assert.ok(sample(metrics, 'authban_firewall_command_failures_total{backend="nftables",op="start"}') >= 1, 'the failure is counted');
 
   // It retries with back-off rather than giving up.
   await d.waitForLog((l) => l.event === 'firewall_start_failed' && l !== failed, 10000);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { controlRequest } from '../../src/ops/control-client.js';
 import { cli, removeDir, startDaemon, tempDir, testConfig } from '../helpers/daemon.js';
 import { needsOrSkip } from '../helpers/require-root.js';
+import { scrape, sample } from '../helpers/metrics.js';
 import { appendLine, authFailureLine, openSession } from '../helpers/smtp-session.js';
 
 /** A port nobody listens on right now (the kernel's pick), for a listener that must stay fixed. */
@@ -23,20 +24,6 @@ function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
-}
-
-async function scrape(address: string): Promise<string> {
-  const res = await fetch(`http://${address}/metrics`);
-  assert.equal(res.status, 200);
-  return res.text();
-}
-
-/** The value of one sample (`name{labels}`) in Prometheus text, 0 when absent. */
-function sample(text: string, series: string): number {
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
-  }
-  return 0;
 }
 
 test('SIGHUP applies a new maxretry and milter settings; bans, listeners and open sessions are kept', async (t) => {
