@@ -18,7 +18,7 @@ import { SyslogReceiver, type SyslogListen } from './sources/syslog-receiver.js'
 export interface LogInputsConfig {
   readonly files: readonly { readonly path: string; readonly fromStart: boolean }[];
   readonly syslog: { readonly udp: string | null; readonly tcp: string | null; readonly unix: string | null };
-  readonly journal: { readonly enabled: boolean; readonly identifiers: readonly string[] };
+  readonly journal: { readonly enabled: boolean; readonly identifiers: readonly string[]; readonly trustedUids: readonly number[] };
   readonly timezone: string;
 }
 
@@ -70,7 +70,7 @@ function syslogListen(cfg: LogInputsConfig['syslog']): SyslogListen[] {
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 export class LogInputs {
-  private cfg: LogInputsConfig = { files: [], syslog: { udp: null, tcp: null, unix: null }, journal: { enabled: false, identifiers: [] }, timezone: 'local' };
+  private cfg: LogInputsConfig = { files: [], syslog: { udp: null, tcp: null, unix: null }, journal: { enabled: false, identifiers: [], trustedUids: [] }, timezone: 'local' };
   private parse: (src: SourceLine) => ParseResult;
   private readonly followers = new Map<string, { follower: FileFollower; fromStart: boolean }>();
   private receiver: SyslogReceiver | null = null;
@@ -170,7 +170,7 @@ export class LogInputs {
       await this.journal?.stop();
       this.journal = null;
       if (next.journal.enabled) {
-        const j = new JournalSource({ identifiers: next.journal.identifiers }, this.onLine, this.sourceDeps());
+        const j = new JournalSource({ identifiers: next.journal.identifiers, trustedUids: next.journal.trustedUids }, this.onLine, this.sourceDeps());
         await j.start();
         this.journal = j;
       }

@@ -32,7 +32,7 @@ export interface Config {
   logs: {
     files: { path: string; fromStart: boolean }[];
     syslog: { udp: string | null; tcp: string | null; unix: string | null };
-    journal: { enabled: boolean; identifiers: string[] };
+    journal: { enabled: boolean; identifiers: string[]; trustedUids: number[] };
     timezone: string;
   };
   correlate: { holdMs: number; startGraceMs: number };
@@ -143,6 +143,7 @@ export const CONFIG_SCHEMA: Spec = {
           fields: {
             enabled: bool(false, 'Follow the journal.'),
             identifiers: { kind: 'array', default: ['sendmail', 'sm-mta', 'saslauthd'], of: str('', 'identifier'), doc: 'SYSLOG_IDENTIFIERs to follow.' },
+            trustedUids: { kind: 'array', default: [0], of: num(0, 'user id', 0, 4294967294), doc: 'Read only entries logged by these user ids (journald\'s _UID, which a process cannot forge; any local user can log as "sendmail"). sendmail and saslauthd run as root. []: every user.' },
           },
         },
         timezone: str('local', 'Time zone of BSD syslog timestamps: "local", "UTC" or an offset like "+01:00".', (v) => (/^(?:local|UTC|[+-]\d{2}:\d{2})$/.test(v) ? null : 'expected "local", "UTC" or "+HH:MM"')),

@@ -6,7 +6,7 @@
  * sendmail entries with `logger --journald`, the native journal protocol.
  *
  * Shown: entries become bans after maxretry; a hostile user name holding an address does
- * not ban that address; when journalctl dies, the entries written while it was down are read
+ * not ban that address; entries another user logs under sendmail's name are not read; when journalctl dies, the entries written while it was down are read
  * after the restart, each exactly once (resumed from the last cursor).
  */
 import { test } from 'node:test';
@@ -23,7 +23,7 @@ import { waitFor } from '../helpers/wait-for.js';
 const run = promisify(execFile);
 const ROOT = new URL('../..', import.meta.url).pathname;
 const JOURNALD = ['/lib/systemd/systemd-journald', '/usr/lib/systemd/systemd-journald'].find((p) => existsSync(p));
-const TOOLS = ['/usr/bin/unshare', '/usr/bin/nsenter', '/usr/bin/logger', '/usr/bin/journalctl', '/usr/bin/pgrep'];
+const TOOLS = ['/usr/bin/unshare', '/usr/bin/nsenter', '/usr/bin/setpriv', '/usr/bin/logger', '/usr/bin/journalctl', '/usr/bin/pgrep'];
 
 // Inside the namespace only: a private /run for journald's sockets and runtime journal, a
 // drop-in keeping the journal volatile, and /var/log/journal covered in case it exists.
@@ -78,17 +78,18 @@ test('journal: real journald + journalctl entries ban; a journalctl restart lose
     await new Promise((r2) => setTimeout(r2, 100));
   }
 
-  // One native journal entry, as sendmail (sm-mta on Debian) would log it.
-  const write = async (pid: number, message: string): Promise<void> => {
-    const child = execFile('nsenter', inNs(['logger', '--journald']).slice(1));
+  // One native journal entry, as sendmail (sm-mta on Debian) would log it, by root or by `asUid`.
+  const write = async (pid: number, message: string, asUid?: number): Promise<void> => {
+    const as = asUid === undefined ? [] : ['setpriv', `--reuid=${asUid}`, `--regid=${asUid}`, '--clear-groups'];
+    const child = execFile('nsenter', inNs([...as, 'logger', '--journald']).slice(1));
     const done = new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`logger --journald exited ${code}`))));
     });
     child.stdin!.end(`MESSAGE=${message}\nSYSLOG_IDENTIFIER=sm-mta\nSYSLOG_PID=${pid}\nSYSLOG_FACILITY=2\nPRIORITY=5\n`);
     await done;
   };
-  const failure = (pid: number, user: string, address: string): Promise<void> =>
-    write(pid, `6AQJRN0${pid % 10}0${pid}: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=${user}, relay=client.test [${address}]`);
+  const failure = (pid: number, user: string, address: string, asUid?: number): Promise<void> =>
+    write(pid, `6AQJRN0${pid % 10}0${pid}: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=${user}, relay=client.test [${address}]`, asUid);
 
   const d = await startDaemon(dir, testConfig(dir, { logs: { journal: { enabled: true } }, bans: { maxretry: 3, findtime: 600 } }), { prefix: inNs([]) });
   daemonKill = () => d.kill();
@@ -118,6 +119,8 @@ test('journal: real journald + journalctl entries ban; a journalctl restart lose
   for (let i = 0; i < 3; i++) await failure(21000 + i, 'admin', '198.51.100.71');
   // The user name is the client's text: it must never name the address banned.
   for (let i = 0; i < 3; i++) await failure(22000 + i, 'x, relay=evil [198.51.100.99]', '198.51.100.72');
+  // Any local user can log as sm-mta: only root's entries (journald's _UID) are read.
+  for (let i = 0; i < 3; i++) await failure(24000 + i, 'admin', '198.51.100.74', 65534);
   await until(() => banned('198.51.100.71'), 'the ban of 198.51.100.71');
   await until(() => banned('198.51.100.72'), 'the ban of 198.51.100.72');
   assert.equal(await banned('198.51.100.99'), false, 'an address in a user name is never banned');
@@ -132,7 +135,8 @@ test('journal: real journald + journalctl entries ban; a journalctl restart lose
   await until(() => banned('198.51.100.73'), 'the ban of 198.51.100.73 after the restart');
   await until(async () => (await failureLines()) >= 9, 'all nine failure entries read');
   await new Promise((r) => setTimeout(r, 500)); // room for a duplicate to show up, if one were coming
-  assert.equal(await failureLines(), 9, 'each entry read exactly once across the restart');
+  assert.equal(await failureLines(), 9, 'each entry read exactly once across the restart, none of another user');
+  assert.equal(await banned('198.51.100.74'), false, 'entries of another user than root are not read');
   const m = await scrape(d.metricsAddress!);
   assert.equal(sample(m, 'authban_bans_failures_total{source="sendmail"}'), 9);
   assert.ok(sample(m, 'authban_log_source_errors_total{source="journal"}') >= 1, 'the restart is counted');

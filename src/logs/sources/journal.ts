@@ -15,6 +15,11 @@ export interface JournalOptions {
   readonly identifiers: readonly string[];
   /** SYSLOG_FACILITY numbers also followed (4 auth, 10 authpriv). */
   readonly facilities: readonly number[];
+  /**
+   * Only entries from these user ids (journald's `_UID`, which the logging process cannot
+   * set) are read: any local user can log with `SYSLOG_IDENTIFIER=sendmail`. Empty: all.
+   */
+  readonly trustedUids: readonly number[];
   readonly restartMinMs: number;
   readonly restartMaxMs: number;
   readonly maxLineBytes: number;
@@ -26,6 +31,7 @@ export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = {
   command: 'journalctl',
   identifiers: ['sendmail', 'sm-mta', 'saslauthd'],
   facilities: [4, 10],
+  trustedUids: [0],
   restartMinMs: 1000,
   restartMaxMs: 60_000,
   maxLineBytes: 64 * 1024,
@@ -37,7 +43,8 @@ export interface JournalDeps {
   readonly metrics?: LogsMetrics;
 }
 
-const CURSOR_RE = /"__CURSOR"\s*:\s*"((?:[^"\\]|\\.){1,512})"/;
+// journalctl prints cursors as plain `s=…;i=…;b=…` text: a value with escapes is not one of them.
+const CURSOR_RE = /"__CURSOR"\s*:\s*"([^"\\]{1,512})"/;
 
 /** journalctl arguments: new entries only (or those after `cursor`), matching either group. */
 export function journalArgs(opts: JournalOptions, cursor: string | null): string[] {
@@ -47,10 +54,11 @@ export function journalArgs(opts: JournalOptions, cursor: string | null): string
     opts.identifiers.map((id) => `SYSLOG_IDENTIFIER=${id}`),
     opts.facilities.map((f) => `SYSLOG_FACILITY=${f}`),
   ].filter((g) => g.length > 0);
-  // Matches on one field are ORed; `+` ORs the groups.
+  // Matches on one field are ORed, on different fields ANDed; `+` ORs the groups.
+  const uids = opts.trustedUids.map((u) => `_UID=${u}`);
   groups.forEach((g, i) => {
     if (i > 0) args.push('+');
-    args.push(...g);
+    args.push(...g, ...uids);
   });
   return args;
 }
@@ -132,7 +140,7 @@ export class JournalSource {
       return;
     }
     const c = CURSOR_RE.exec(line);
-    if (c) this.cursor = JSON.parse(`"${c[1]}"`) as string;
+    if (c) this.cursor = c[1]!;
     // journalctl is healthy again: the next failure starts the back-off over.
     this.delay = this.opts.restartMinMs;
     this.onLine({ line, origin: 'journal', receivedAt: Date.now() });

@@ -65,12 +65,12 @@ test('StreamFramer: over-long frames are cut and the stream stays in sync', () =
   assert.deepEqual(frame(5, ['<13>toolong', 'still\n<1>x\n']), [['<13>t', true], ['<1>x', false]]);
 });
 
-test('journalctl arguments: new entries only at first, then after the cursor', () => {
+test('journalctl arguments: new entries only at first, then after the cursor; only trusted user ids', () => {
   assert.deepEqual(journalArgs(DEFAULT_JOURNAL_OPTIONS, null), [
     '--follow', '--output=json', '--no-pager', '--quiet', '--lines=0',
-    'SYSLOG_IDENTIFIER=sendmail', 'SYSLOG_IDENTIFIER=sm-mta', 'SYSLOG_IDENTIFIER=saslauthd',
-    '+', 'SYSLOG_FACILITY=4', 'SYSLOG_FACILITY=10',
+    'SYSLOG_IDENTIFIER=sendmail', 'SYSLOG_IDENTIFIER=sm-mta', 'SYSLOG_IDENTIFIER=saslauthd', '_UID=0',
+    '+', 'SYSLOG_FACILITY=4', 'SYSLOG_FACILITY=10', '_UID=0',
   ]);
-  const a = journalArgs({ ...DEFAULT_JOURNAL_OPTIONS, facilities: [] }, 's=1;i=2');
+  const a = journalArgs({ ...DEFAULT_JOURNAL_OPTIONS, facilities: [], trustedUids: [] }, 's=1;i=2');
   assert.deepEqual(a.slice(4), ['--after-cursor=s=1;i=2', 'SYSLOG_IDENTIFIER=sendmail', 'SYSLOG_IDENTIFIER=sm-mta', 'SYSLOG_IDENTIFIER=saslauthd']);
 });
