@@ -118,7 +118,7 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
     this.now = deps.now ?? Date.now;
     this.tickMs = deps.tickMs ?? DEFAULT_TICK_MS;
     const p = this.policy;
-    this.table = new BanTable(p.ipv6Prefix);
+    this.table = new BanTable((addr) => keyOf(this.policy, addr));
     const evictions = this.metrics?.evictions;
     this.counter = new FailCounter({ maxTracked: p.maxTracked, findtime: p.findtime, ...(evictions ? { onEvict: () => evictions.inc() } : {}) });
     this.evidence = new EvidenceStore(p.evidenceMaxBytes, p.maxretry + EXTRA_EVIDENCE);
@@ -148,6 +148,7 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
     this.attempts.ttlMs = this.current.findtime * 1000;
     this.evidence.perKey = this.current.maxretry + EXTRA_EVIDENCE;
     this.users.setWindow(this.current.findtime, this.current.userThreshold);
+    this.table.clearKeyCache();
     this.log.info({ event: 'reconfigured', dryRun: this.current.dryRun, findtime: this.current.findtime, maxretry: this.current.maxretry }, 'ban policy reloaded');
   }
 

@@ -3,7 +3,7 @@
  * IPv4; IPv6 needs a parse and a mask, which a small address -> key cache spares the clients
  * that come back (a banned host retrying).
  */
-import { banKey, parseAddress } from '../core/address.js';
+import { parseAddress, type ParsedAddress } from '../core/address.js';
 import type { FailureRecord } from './evidence-store.js';
 
 export type BanReason = 'maxretry' | 'manual';
@@ -26,7 +26,7 @@ export interface BanRecord {
   readonly why?: string;
 }
 
-/** Entries of the IPv6 address -> key cache; emptied when full (the key of an address never changes). */
+/** Entries of the IPv6 address -> key cache; emptied when full or when the keying changes. */
 const V6_KEY_CACHE_SIZE = 16_384;
 
 export class BanTable {
@@ -36,7 +36,13 @@ export class BanTable {
   /** Earliest expiry among the bans (Infinity when none): lets expiry skip the scan until then. */
   private nextExpiry = Infinity;
 
-  constructor(private readonly ipv6Prefix: number) {}
+  /** `keyOf` maps a client address to its ban key (the policy's: it may change on reload, see clearKeyCache). */
+  constructor(private readonly keyOf: (addr: ParsedAddress) => string) {}
+
+  /** The policy's keying changed (ignore list, own addresses): cached keys may be stale. */
+  clearKeyCache(): void {
+    this.v6Keys.clear();
+  }
 
   set(rec: BanRecord): void {
     const old = this.bans.get(rec.target);
@@ -69,7 +75,7 @@ export class BanTable {
     if (key === undefined) {
       const addr = parseAddress(address);
       if (!addr) return undefined;
-      key = banKey(addr, this.ipv6Prefix);
+      key = this.keyOf(addr);
       if (this.v6Keys.size >= V6_KEY_CACHE_SIZE) this.v6Keys.clear();
       this.v6Keys.set(address, key);
     }

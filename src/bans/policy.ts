@@ -124,8 +124,16 @@ export function exemptReason(policy: BanPolicy, addr: ParsedAddress): ExemptReas
   return null;
 }
 
+/**
+ * The key `addr` is counted and banned under: its /ipv6Prefix network for IPv6, except where
+ * that network holds an ignored or own address, which a ban of the network would cover: there
+ * each address counts on its own.
+ */
 export function keyOf(policy: BanPolicy, addr: ParsedAddress): string {
-  return banKey(addr, policy.ipv6Prefix);
+  const key = banKey(addr, policy.ipv6Prefix);
+  if (addr.family === 4 || policy.ipv6Prefix >= 128 || (policy.ignoreSet.size === 0 && policy.ownSet.size === 0)) return key;
+  const net = parseCidr(key)!;
+  return policy.ignoreSet.overlaps(net) || policy.ownSet.overlaps(net) ? banKey(addr, 128) : key;
 }
 
 /**
@@ -145,7 +153,9 @@ export function targetKey(policy: BanPolicy, target: string): { key: string; add
     return { error: `only single addresses${net.family === 6 ? ` or /${wanted} networks` : ''} can be banned, got ${net.text}` };
   }
   const addr = parseAddress(net.text.slice(0, net.text.indexOf('/')))!;
-  return { key: keyOf(policy, addr), addr };
+  const key = keyOf(policy, addr);
+  if (net.family === 6 && net.prefix < 128 && key !== net.text) return { error: `${net.text} holds an ignored or own address (bans.ignore, milter.listen): ban single addresses in it` };
+  return { key, addr };
 }
 
 /** Seconds the nth (1-based) ban of a key lasts: bantime * factor^(n-1), capped at bantimeMax. */

@@ -219,6 +219,17 @@ export class CidrSet {
     return this.nets.some((n) => cidrContains(n, addr));
   }
 
+  /** Whether some network of the set shares an address with `net` (one holds the other). */
+  overlaps(net: Cidr): boolean {
+    return this.nets.some((n) => {
+      if (n.family !== net.family) return false;
+      const prefix = Math.min(n.prefix, net.prefix);
+      const a = maskBytes(n.bytes, prefix);
+      const b = maskBytes(net.bytes, prefix);
+      return a.every((x, i) => x === b[i]);
+    });
+  }
+
   get size(): number {
     return this.nets.length;
   }

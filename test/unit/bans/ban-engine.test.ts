@@ -111,6 +111,19 @@ test('ignore list (v4 and v6 CIDR), loopback and own addresses are never counted
   assert.equal(e.stats().activeBans.v4 + e.stats().activeBans.v6, 2);
 });
 
+test('a guesser in the /64 of an ignored address is banned alone; the ignored address and its other neighbours are not', async () => {
+  const { engine: e, clock } = engine({ maxretry: 2, ignore: ['2001:db8:0:1::25'] });
+  for (let i = 0; i < 2; i++) e.report(failure('2001:db8:0:1::bad', clock.now()));
+  assert.equal(e.isBanned('2001:db8:0:1::bad'), true);
+  assert.equal(e.isBanned('2001:db8:0:1::25'), false);
+  assert.equal(e.isBanned('2001:db8:0:1::bae'), false);
+  assert.deepEqual(e.list().map((b) => b.target), ['2001:db8:0:1::bad']);
+  // A reload that lifts the ignore entry keys the /64 whole again.
+  e.reconfigure({ maxretry: 2 });
+  for (let i = 0; i < 2; i++) e.report(failure('2001:db8:0:1::cafe', clock.now()));
+  assert.equal(e.isBanned('2001:db8:0:1::25'), true);
+});
+
 test('banLoopback: true lets loopback be banned', () => {
   const { engine: e, clock } = engine({ maxretry: 1, banLoopback: true });
   assert.equal(e.report(failure('127.0.0.3', clock.now())).kind, 'banned');

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAddress } from '../../../src/core/address.js';
-import { DEFAULT_BAN_POLICY, banSeconds, compileBanPolicy, exemptReason, targetKey } from '../../../src/bans/policy.js';
+import { DEFAULT_BAN_POLICY, banSeconds, compileBanPolicy, exemptReason, keyOf, targetKey } from '../../../src/bans/policy.js';
 
 const addr = (s: string) => parseAddress(s)!;
 
@@ -60,6 +60,17 @@ test('operator targets map to keys; only key-shaped networks are accepted', () =
   assert.match(errOnly(targetKey(p, '198.51.100.0/24')), /only single addresses/);
   assert.match(errOnly(targetKey(p, '2001:db8::/48')), /\/64 networks/);
   assert.match(errOnly(targetKey(p, 'mail.example')), /not an address/);
+});
+
+test('an IPv6 network that holds an ignored or own address is keyed per address, never banned whole', () => {
+  const p = compileBanPolicy({ ignore: ['2001:db8:0:1::25', '2001:db8:aa:bb:cc::/80'] }, ['2001:db8:ffff::25']);
+  assert.equal(keyOf(p, addr('2001:db8:0:1::bad')), '2001:db8:0:1::bad');
+  assert.equal(keyOf(p, addr('2001:db8:aa:bb::1')), '2001:db8:aa:bb::1', 'the /64 holds an ignored /80');
+  assert.equal(keyOf(p, addr('2001:db8:ffff::26')), '2001:db8:ffff::26', 'the /64 holds an own address');
+  assert.equal(keyOf(p, addr('2001:db8:0:2::bad')), '2001:db8:0:2::/64');
+  assert.equal(keyOf(p, addr('198.51.100.7')), '198.51.100.7');
+  assert.match(errOnly(targetKey(p, '2001:db8:0:1::/64')), /holds an ignored or own address/);
+  assert.equal(keyOnly(targetKey(p, '2001:db8:0:1::bad')), '2001:db8:0:1::bad');
 });
 
 function keyOnly(r: ReturnType<typeof targetKey>): string {

@@ -63,6 +63,13 @@ test('loopback and CidrSet', () => {
   assert.ok(set.contains(parseAddress('2001:db8:5:1::1')!));
   assert.ok(!set.contains(parseAddress('2001:db8:6::1')!));
   assert.equal(set.size, 2);
+  // Overlap either way: a network inside an entry, an entry inside the network, or neither.
+  assert.ok(set.overlaps(parseCidr('2001:db8:5:1::/64')!));
+  assert.ok(set.overlaps(parseCidr('2001:db8::/32')!));
+  assert.ok(set.overlaps(parseCidr('203.0.113.128/25')!));
+  assert.ok(!set.overlaps(parseCidr('2001:db8:6::/64')!));
+  assert.ok(!set.overlaps(parseCidr('198.51.100.0/24')!));
+  assert.ok(!new CidrSet([parseCidr('2001:db8:5::1')!]).overlaps(parseCidr('203.0.113.0/24')!), 'families never overlap');
 });
 
 test('HOST:PORT as the config writes listeners', () => {
