@@ -235,7 +235,7 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
           cfg = { ...cfg, [name]: next[name] };
         } catch (e) {
           failed.push(name);
-          logger.error({ event: 'reload-failed', part: name, err: (e as Error).message }, `reload of ${name} failed; it keeps its old settings`);
+          logger.error({ event: 'reload-failed', part: name, err: (e as Error).message }, `reload of ${name} failed; what could not be applied keeps its old settings`);
         }
       };
       await part('bans', () => engine.reconfigure(policyOf(next), ownAddresses(next)));

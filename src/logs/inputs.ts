@@ -13,7 +13,7 @@ import { createLineParser, type ParseResult } from './parse-line.js';
 import type { LogRecord, SourceLine } from './records.js';
 import { FileFollower, type FilePosition } from './sources/file-follower.js';
 import { JournalSource } from './sources/journal.js';
-import { SyslogReceiver, type SyslogListen } from './sources/syslog-receiver.js';
+import { SyslogReceiver, type BoundListener, type SyslogListen } from './sources/syslog-receiver.js';
 
 export interface LogInputsConfig {
   readonly files: readonly { readonly path: string; readonly fromStart: boolean }[];
@@ -68,6 +68,8 @@ function syslogListen(cfg: LogInputsConfig['syslog']): SyslogListen[] {
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+const listenKey = (l: SyslogListen | BoundListener): string => (l.kind === 'unix' ? `unix:${l.path}` : `${l.kind}:${l.host}:${l.port}`);
 
 export class LogInputs {
   private cfg: LogInputsConfig = { files: [], syslog: { udp: null, tcp: null, unix: null }, journal: { enabled: false, identifiers: [], trustedUids: [] }, timezone: 'local' };
@@ -154,17 +156,16 @@ export class LogInputs {
       this.followers.set(path, { follower, fromStart });
     }
     this.cfg = { ...this.cfg, files: next.files, timezone: next.timezone };
+    // The syslog receiver and the journal change independently: one failing leaves the other's
+    // change applied, and itself as it was, serving.
+    const errors: Error[] = [];
     if (!same(next.syslog, this.cfg.syslog)) {
-      // The same port may be asked for again: the old receiver must let go of it first.
-      await this.receiver?.stop();
-      this.receiver = null;
-      const listen = syslogListen(next.syslog);
-      if (listen.length > 0) {
-        const r = new SyslogReceiver({ listen }, this.onLine, this.sourceDeps());
-        await r.start();
-        this.receiver = r;
+      try {
+        this.receiver = await this.replaceReceiver(next.syslog);
+        this.cfg = { ...this.cfg, syslog: next.syslog };
+      } catch (e) {
+        errors.push(e as Error);
       }
-      this.cfg = { ...this.cfg, syslog: next.syslog };
     }
     if (!same(next.journal, this.cfg.journal)) {
       await this.journal?.stop();
@@ -176,7 +177,40 @@ export class LogInputs {
       }
       this.cfg = { ...this.cfg, journal: next.journal };
     }
+    if (errors.length > 0) throw errors[0];
     this.deps.logger.info({ event: 'listening', what: 'logs', ...this.describe() }, 'log inputs ready');
+  }
+
+  /**
+   * A receiver for `next`, the old one stopped. New listeners are bound before the old ones
+   * close, so a failure leaves the old ones serving. Where the new config asks for an address
+   * the old receiver holds, the old one lets go first and, should the new one fail, comes back.
+   */
+  private async replaceReceiver(next: LogInputsConfig['syslog']): Promise<SyslogReceiver | null> {
+    const receiverFor = (cfg: LogInputsConfig['syslog']): SyslogReceiver | null => {
+      const listen = syslogListen(cfg);
+      return listen.length > 0 ? new SyslogReceiver({ listen }, this.onLine, this.sourceDeps()) : null;
+    };
+    const old = this.receiver;
+    const held = new Set(syslogListen(this.cfg.syslog).filter((l) => l.kind === 'unix' || l.port !== 0).map(listenKey));
+    const clash = old !== null && syslogListen(next).some((l) => held.has(listenKey(l)));
+    if (clash) {
+      await old.stop();
+      this.receiver = null;
+    }
+    const fresh = receiverFor(next);
+    try {
+      await fresh?.start();
+    } catch (e) {
+      if (clash) {
+        const back = receiverFor(this.cfg.syslog)!;
+        await back.start();
+        this.receiver = back;
+      }
+      throw e;
+    }
+    if (!clash) await old?.stop();
+    return fresh;
   }
 
   async stop(): Promise<void> {
@@ -195,7 +229,7 @@ export class LogInputs {
   describe(): { files: string[]; syslog: string[]; journal: boolean } {
     return {
       files: [...this.followers.keys()],
-      syslog: (this.receiver?.listeners ?? []).map((l) => (l.kind === 'unix' ? `unix:${l.path}` : `${l.kind}:${l.host}:${l.port}`)),
+      syslog: (this.receiver?.listeners ?? []).map(listenKey),
       journal: this.journal !== null,
     };
   }

@@ -1,0 +1,112 @@
+/**
+ * A reload of the log inputs that cannot bind its new syslog listeners keeps the old ones
+ * serving (whether or not the new config reuses their addresses), and still applies the
+ * other inputs' changes. Real sockets on loopback.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import pino from 'pino';
+import { LogInputs, type LogInputsConfig } from '../../src/logs/inputs.js';
+import { testDir } from '../helpers/temp-dir.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const BASE: LogInputsConfig = {
+  files: [],
+  syslog: { udp: null, tcp: null, unix: null },
+  journal: { enabled: false, identifiers: [], trustedUids: [] },
+  timezone: 'UTC',
+};
+
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** A TCP listener holding a port, so that a syslog listener asked for it fails with EADDRINUSE. */
+async function busyTcpPort(): Promise<{ server: Server; port: number }> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** A UDP socket holding a port. */
+async function busyUdpPort(): Promise<{ close: () => Promise<void>; port: number }> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  return { port: s.address().port, close: () => new Promise((r) => s.close(() => r())) };
+}
+
+function setup(t: { after: (fn: () => Promise<void> | void) => void }) {
+  const addresses: string[] = [];
+  const start = async (cfg: LogInputsConfig): Promise<LogInputs> => {
+    const inputs = await LogInputs.start(cfg, {
+      logger: pino({ level: 'silent' }),
+      onRecord: (r) => {
+        if ('address' in r && r.address !== undefined) addresses.push(r.address);
+      },
+    });
+    t.after(() => inputs.stop());
+    return inputs;
+  };
+  const send = async (port: number, n: number): Promise<void> => {
+    const tx = createSocket('udp4');
+    await new Promise<void>((r) => tx.send(`<22>Nov 26 10:00:00 mx sendmail[4100${n}]: NOQUEUE: connect from h [198.51.100.${n}]`, port, '127.0.0.1', () => r()));
+    tx.close();
+  };
+  return { addresses, start, send };
+}
+
+test('reload: a new TCP listener on a busy port fails; the UDP listener it kept still serves', async (t) => {
+  const { addresses, start, send } = setup(t);
+  const udp = await freeUdpPort();
+  const busy = await busyTcpPort();
+  t.after(() => new Promise<void>((r) => busy.server.close(() => r())));
+  const inputs = await start({ ...BASE, syslog: { udp: `127.0.0.1:${udp}`, tcp: null, unix: null } });
+  await send(udp, 1);
+  await waitFor(() => addresses.length === 1, 5000, 'the first datagram');
+
+  await assert.rejects(inputs.reconfigure({ ...BASE, syslog: { udp: `127.0.0.1:${udp}`, tcp: `127.0.0.1:${busy.port}`, unix: null } }), /EADDRINUSE/);
+  assert.deepEqual(inputs.describe().syslog, [`udp:127.0.0.1:${udp}`]);
+  await send(udp, 2);
+  await waitFor(() => addresses.length === 2, 5000, 'a datagram after the failed reload');
+  assert.deepEqual(addresses, ['198.51.100.1', '198.51.100.2']);
+});
+
+test('reload: a move to a busy port fails; the old listener serves on; the journal change still applies', async (t) => {
+  const { addresses, start, send } = setup(t);
+  const udp = await freeUdpPort();
+  const busy = await busyUdpPort();
+  t.after(busy.close);
+  const dir = testDir(t);
+  // A journalctl stand-in that stays up printing nothing: enough to see the source started.
+  const journalctl = join(dir, 'journalctl');
+  writeFileSync(journalctl, '#!/bin/sh\nexec sleep 30\n');
+  chmodSync(journalctl, 0o755);
+  const inputs = await start({ ...BASE, syslog: { udp: `127.0.0.1:${udp}`, tcp: null, unix: null } });
+
+  const next: LogInputsConfig = {
+    ...BASE,
+    syslog: { udp: `127.0.0.1:${busy.port}`, tcp: null, unix: null },
+    journal: { enabled: true, identifiers: ['sm-mta'], trustedUids: [] },
+  };
+  const path = process.env.PATH;
+  process.env.PATH = `${dir}:${path ?? ''}`;
+  try {
+    await assert.rejects(inputs.reconfigure(next), /EADDRINUSE/);
+  } finally {
+    process.env.PATH = path;
+  }
+  const now = inputs.describe();
+  assert.deepEqual(now.syslog, [`udp:127.0.0.1:${udp}`]);
+  assert.equal(now.journal, true, 'the journal change applied despite the syslog failure');
+  await send(udp, 3);
+  await waitFor(() => addresses.length === 1, 5000, 'a datagram on the old port');
+  assert.deepEqual(addresses, ['198.51.100.3']);
+});
