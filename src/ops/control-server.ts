@@ -20,12 +20,27 @@ export class ControlUsageError extends Error {}
 
 const MAX_REQUEST_BYTES = 64 * 1024;
 
+export interface ControlServerOptions {
+  /** A connection silent this long (no request, no answer going out) is closed. */
+  readonly idleTimeoutMs: number;
+  /** Connections at once; node closes further ones as it accepts them. */
+  readonly maxConnections: number;
+}
+
+export const DEFAULT_CONTROL_SERVER_OPTIONS: ControlServerOptions = { idleTimeoutMs: 60_000, maxConnections: 64 };
+
 export interface ControlServer {
   close(): Promise<void>;
 }
 
-/** A unix socket, mode 0600, speaking newline-delimited JSON, one request per line. */
-export async function startControlServer(path: string, dispatch: ControlDispatch, logger: Logger): Promise<ControlServer> {
+/**
+ * A unix socket, mode 0600, speaking newline-delimited JSON, one request per line; answers
+ * come in request order on each connection.
+ */
+export async function startControlServer(
+  path: string, dispatch: ControlDispatch, logger: Logger, options: Partial<ControlServerOptions> = {},
+): Promise<ControlServer> {
+  const opts = { ...DEFAULT_CONTROL_SERVER_OPTIONS, ...options };
   mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
   await clearStaleSocket(path, 'control socket');
   const sockets = new Set<Socket>();
@@ -33,7 +48,10 @@ export async function startControlServer(path: string, dispatch: ControlDispatch
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => sock.destroy());
+    sock.setTimeout(opts.idleTimeoutMs, () => sock.destroy());
     let buf = '';
+    // Requests of one connection run one after another, so answers cannot overtake each other.
+    let queue: Promise<void> = Promise.resolve();
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
       buf += chunk;
@@ -45,7 +63,8 @@ export async function startControlServer(path: string, dispatch: ControlDispatch
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        void answer(line).then((resp) => {
+        queue = queue.then(async () => {
+          const resp = await answer(line);
           if (!sock.destroyed) sock.write(`${JSON.stringify(resp)}\n`);
         });
       }
@@ -69,6 +88,17 @@ export async function startControlServer(path: string, dispatch: ControlDispatch
     }
   }
 
+  server.maxConnections = opts.maxConnections;
+  let refusedSince = 0;
+  server.on('drop', () => {
+    // One warning per burst: a client looping on connect must not flood the log.
+    if (refusedSince++ === 0) {
+      setTimeout(() => {
+        logger.warn({ event: 'control_connections_refused', count: refusedSince, max: opts.maxConnections }, `control socket: ${refusedSince} connections refused (at most ${opts.maxConnections} at once)`);
+        refusedSince = 0;
+      }, 1000).unref();
+    }
+  });
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
