@@ -6,8 +6,10 @@
  * (held until its newline). fs.watch on the directory wakes it; a bounded poll is the fallback.
  * A file renamed away and replaced twice before the follower looks (events lost and more
  * than one poll interval apart) is skipped in between: its rotated name is unknown here.
+ * Only regular files are read: a FIFO, directory, socket or device at the path is refused
+ * and waited out like a missing file.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { constants, watch, type FSWatcher, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -35,7 +37,10 @@ export interface FileFollowerOptions {
   readonly resume?: FilePosition | null;
 }
 
-/** A place in a followed file: which inode, and the offset after its last complete line. */
+/**
+ * A place in a followed file: which inode, and the offset after its last complete line (or,
+ * inside a line too long to keep, the point reading had reached: a resume skips to its end).
+ */
 export interface FilePosition {
   readonly dev: number;
   readonly ino: number;
@@ -64,8 +69,20 @@ interface OpenFile {
   readonly splitter: LineSplitter;
 }
 
+/**
+ * How long an identical warning is held back: a path that stays broken is looked at every
+ * poll, and a warning each time would bury the rest of the log.
+ */
+const WARN_REPEAT_MS = 60_000;
+
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+function nonRegularKind(st: Stats): string {
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isDirectory()) return 'directory';
+  return st.isSocket() ? 'socket' : 'device';
 }
 
 export class FileFollower {
@@ -79,6 +96,10 @@ export class FileFollower {
   private stopped = true;
   private firstOpen = true;
   private stoppedAt: FilePosition | null = null;
+  /** The non-regular file last refused, so it is counted and reported once, not every poll. */
+  private refused: string | null = null;
+  /** Keyed by message and errno code, both from small fixed sets, so it stays small. */
+  private readonly lastWarned = new Map<string, { at: number; suppressed: number }>();
   private readonly buf: Buffer;
 
   constructor(
@@ -153,8 +174,7 @@ export class FileFollower {
           if (this.stopped) break;
         }
       } catch (err) {
-        this.deps.metrics?.sourceErrors.inc({ source: 'file' });
-        this.deps.logger?.warn({ err, path: this.opts.path }, 'reading followed file failed');
+        this.fail('reading followed file failed', err);
       } finally {
         this.running = null;
       }
@@ -166,8 +186,12 @@ export class FileFollower {
   private async check(): Promise<boolean> {
     let budget = this.opts.maxBytesPerTick;
     if (this.retired) {
-      budget -= await this.drain(this.retired.file, budget);
-      if (Date.now() >= this.retired.until) await this.retire(null);
+      const n = await this.drainOld(this.retired.file, budget);
+      if (n === null) this.retired = null;
+      else {
+        budget -= n;
+        if (Date.now() >= this.retired.until) await this.retire(null);
+      }
     }
     let st;
     try {
@@ -181,12 +205,20 @@ export class FileFollower {
     }
     if (this.cur && (st.ino !== this.cur.ino || st.dev !== this.cur.dev)) {
       // Rename-and-create: finish the old inode before the first line of the new one.
-      budget -= await this.drain(this.cur, Number.MAX_SAFE_INTEGER);
+      const n = await this.drainOld(this.cur, Number.MAX_SAFE_INTEGER);
       this.deps.metrics?.rotations.inc({ kind: 'rename' });
-      await this.retire(this.cur);
+      if (n !== null) {
+        budget -= n;
+        await this.retire(this.cur);
+      }
       this.cur = null;
     }
     if (!this.cur) {
+      // Checked before opening too: opening a FIFO or device can disturb whoever is at the other end.
+      if (!st.isFile()) {
+        this.refuse(st);
+        return false;
+      }
       this.cur = await this.openCurrent();
       if (!this.cur) return false;
     }
@@ -197,12 +229,26 @@ export class FileFollower {
   private async openCurrent(): Promise<OpenFile | null> {
     let fh: FileHandle;
     try {
-      fh = await open(this.opts.path, 'r');
+      // Non-blocking: the path may have become a FIFO since it was looked at, and a blocking
+      // open of a FIFO waits for a writer in a threadpool thread that nothing can cancel.
+      fh = await open(this.opts.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
     }
-    const st = await fh.stat();
+    let st: Stats;
+    try {
+      st = await fh.stat();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+    if (!st.isFile()) {
+      await fh.close().catch(() => undefined);
+      this.refuse(st);
+      return null;
+    }
+    this.refused = null;
     // Only a file that already existed at start() may be skipped to its end; one that
     // appears later (late start, rotation) is new and read from its first byte.
     let offset = this.firstOpen && !this.opts.fromStart ? st.size : 0;
@@ -210,7 +256,56 @@ export class FileFollower {
     if (r) offset = r.dev === st.dev && r.ino === st.ino && r.offset <= st.size ? r.offset : 0;
     this.firstOpen = false;
     const splitter = new LineSplitter(this.opts.maxLineBytes, (line, truncated) => this.emit(line, truncated));
+    // A start inside a line (the tail of a line too long to keep when the position was saved,
+    // or a line half written at start) would read its rest as a line of its own.
+    if (offset > 0) {
+      try {
+        const { bytesRead } = await fh.read(this.buf, 0, 1, offset - 1);
+        if (bytesRead === 1 && this.buf[0] !== 0x0a) splitter.skipToNewline();
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        throw err;
+      }
+    }
     return { fh, dev: st.dev, ino: st.ino, offset, splitter };
+  }
+
+  private refuse(st: Stats): void {
+    this.firstOpen = false;
+    const kind = nonRegularKind(st);
+    const id = `${st.dev}:${st.ino}:${kind}`;
+    if (id === this.refused) return;
+    this.refused = id;
+    this.fail(`followed path is a ${kind}, not a regular file; waiting for a regular file there`);
+  }
+
+  /**
+   * Drains a file the path no longer names. One that cannot be read is closed and dropped:
+   * kept, it would fail again every poll and stand in the way of the file that replaced it.
+   * Returns the bytes read, or null when the file was dropped.
+   */
+  private async drainOld(file: OpenFile, budget: number): Promise<number | null> {
+    try {
+      return await this.drain(file, budget);
+    } catch (err) {
+      await file.fh.close().catch(() => undefined);
+      this.fail('reading the replaced file failed; dropped it', err);
+      return null;
+    }
+  }
+
+  /** Counts every failure; logs it unless the same one was logged less than WARN_REPEAT_MS ago. */
+  private fail(msg: string, err?: unknown): void {
+    this.deps.metrics?.sourceErrors.inc({ source: 'file' });
+    const key = `${msg}\0${(err as NodeJS.ErrnoException | undefined)?.code ?? ''}`;
+    const now = Date.now();
+    const last = this.lastWarned.get(key);
+    if (last && now - last.at < WARN_REPEAT_MS) {
+      last.suppressed++;
+      return;
+    }
+    this.lastWarned.set(key, { at: now, suppressed: 0 });
+    this.deps.logger?.warn({ err, path: this.opts.path, suppressed: last?.suppressed }, msg);
   }
 
   private async retire(file: OpenFile | null): Promise<void> {

@@ -51,6 +51,13 @@ export class LineSplitter {
     return this.pendingBytes;
   }
 
+  /** Drops everything up to the next newline: the stream was picked up inside a line. */
+  skipToNewline(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.discarding = true;
+  }
+
   /** Emits the held partial line (the writer will never finish it: file rotated or truncated). */
   flush(): void {
     if (this.pendingBytes > 0) this.emitPending();
