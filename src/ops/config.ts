@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { parseCidr, parseHostPort } from '../core/address.js';
 import { defaults, validate, type SchemaError, type Spec } from './schema.js';
 
@@ -97,7 +98,7 @@ export const CONFIG_SCHEMA: Spec = {
         bantimeFactor: { kind: 'number', default: 2, min: 1, max: 100, doc: 'Each further ban of the same address lasts this many times longer.' },
         bantimeMax: num(604800, 'Longest ban, however often an address comes back.', 1, 10 * 365 * 86400, 'seconds'),
         offenderMemory: num(604800, 'How long past bans of an address are remembered for growth.', 0, 10 * 365 * 86400, 'seconds'),
-        ipv6Prefix: num(64, 'IPv6 addresses are counted and banned per network of this prefix length.', 1, 128, 'bits'),
+        ipv6Prefix: num(64, 'IPv6 addresses are counted and banned per network of this prefix length (per address in a network that holds an ignored or own address).', 1, 128, 'bits'),
         ignore: { kind: 'array', default: [], of: str('', 'address or network', checkCidr), doc: 'Addresses and networks never banned (IPv4 and IPv6, CIDR allowed).' },
         banLoopback: bool(false, 'Loopback addresses are never banned unless this is true.'),
         dryRun: bool(false, 'Log "would ban" and change nothing.'),
@@ -198,11 +199,33 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Each listener unlinks a stale socket file at its path before binding, so two listeners on one
+ * path would have the second take the socket over from the first (sendmail's milter socket
+ * becoming the syslog one, say). Normalised, so that `/run//a.sock` cannot slip past as another.
+ */
+function checkSocketPaths(cfg: Config, errors: SchemaError[]): void {
+  const sockets: Array<[key: string, path: string | null]> = [
+    ...cfg.milter.listen.map((spec, i): [string, string | null] => [`milter.listen[${i}]`, /^(?:unix|local):(\/.+)$/.exec(spec)?.[1] ?? null]),
+    ['logs.syslog.unix', cfg.logs.syslog.unix],
+    ['control.socket', cfg.control.socket],
+  ];
+  const owner = new Map<string, string>();
+  for (const [key, path] of sockets) {
+    if (path === null) continue;
+    const normal = posix.normalize(path);
+    const first = owner.get(normal);
+    if (first === undefined) owner.set(normal, key);
+    else errors.push({ path: key, message: `expected a socket path no other listener uses, found the string ${JSON.stringify(path)}, already used by ${first}` });
+  }
+}
+
 /** Validates a parsed config object; throws ConfigError listing every problem at once. */
 export function configFromObject(value: unknown, source = 'config'): Config {
   const errors: SchemaError[] = [];
   const cfg = validate(CONFIG_SCHEMA, value, '', errors) as Config;
   if (cfg.bans.bantimeMax < cfg.bans.bantime) errors.push({ path: 'bans.bantimeMax', message: `expected at least bans.bantime (${cfg.bans.bantime}), found ${cfg.bans.bantimeMax}` });
+  checkSocketPaths(cfg, errors);
   if (errors.length > 0) throw new ConfigError(source, errors);
   return cfg;
 }

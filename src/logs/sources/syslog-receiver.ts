@@ -10,10 +10,11 @@
  * Anyone who can send here can forge log lines, so binding beyond loopback needs allowRemote.
  */
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
-import { lstat, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { isLoopback, parseAddress } from '../../core/address.js';
+import { clearStaleSocket } from '../../core/unix-socket.js';
 import type { LogsMetrics, SourceKind } from '../metrics.js';
 import type { SourceLine } from '../records.js';
 
@@ -29,6 +30,11 @@ export interface SyslogReceiverOptions {
   readonly maxConnections: number;
   /** A stream connection silent this long is closed. */
   readonly idleTimeoutMs: number;
+  /**
+   * A stream connection that has not sent one whole message this long is closed: senders
+   * connect when they have something to log, so such a connection only holds a slot.
+   */
+  readonly firstMessageTimeoutMs: number;
   /** Permit binding to non-loopback addresses. */
   readonly allowRemote: boolean;
 }
@@ -38,6 +44,7 @@ export const DEFAULT_SYSLOG_RECEIVER_OPTIONS: SyslogReceiverOptions = {
   maxMessageBytes: 16 * 1024,
   maxConnections: 64,
   idleTimeoutMs: 15 * 60 * 1000,
+  firstMessageTimeoutMs: 30 * 1000,
   allowRemote: false,
 };
 
@@ -55,9 +62,13 @@ const LF = 0x0a;
 const NUL = 0x00;
 const SP = 0x20;
 
+/** Connections refused at maxConnections are counted each, but warned about at most this often. */
+const DROP_WARNING_INTERVAL_MS = 60 * 1000;
+
 /**
  * RFC 6587 framing on a stream: a frame starting `DIGITS SP` is octet-counted, anything else
- * ends at LF or NUL. Pure; bounded by maxBytes per message.
+ * ends at LF or NUL. Pure; every message is cut at maxBytes (and flagged truncated), whatever
+ * its framing or however its bytes were split across reads.
  */
 export class StreamFramer {
   private buf: Buffer = Buffer.alloc(0);
@@ -79,40 +90,67 @@ export class StreamFramer {
         this.buf = this.buf.subarray(n);
         continue;
       }
-      if (!this.discardingLine && this.buf[0]! >= 0x31 && this.buf[0]! <= 0x39) {
-        const sp = this.buf.indexOf(SP);
-        const digits = sp > 0 ? this.buf.subarray(0, sp).toString('latin1') : '';
-        if (sp > 0 && sp <= 10 && /^\d+$/.test(digits)) {
-          const len = Number(digits);
-          if (len > this.maxBytes) {
-            if (this.buf.length - sp - 1 < this.maxBytes) return;
-            this.onMessage(this.buf.subarray(sp + 1, sp + 1 + this.maxBytes).toString('utf8'), true);
-            this.skip = len;
-            this.buf = this.buf.subarray(sp + 1);
-            continue;
-          }
-          if (this.buf.length < sp + 1 + len) return;
-          this.onMessage(this.buf.subarray(sp + 1, sp + 1 + len).toString('utf8'), false);
-          this.buf = this.buf.subarray(sp + 1 + len);
+      if (!this.discardingLine) {
+        const frame = this.octetFrame();
+        if (frame === 'wait') return;
+        if (frame) {
+          const kept = Math.min(frame.len, this.maxBytes);
+          if (this.buf.length < frame.start + kept) return;
+          this.emit(frame.start, frame.len);
+          this.buf = this.buf.subarray(frame.start + kept);
+          this.skip = frame.len - kept;
           continue;
         }
-        if (sp < 0 && this.buf.length <= 10 && /^\d+$/.test(this.buf.toString('latin1'))) return;
       }
       const lf = this.buf.indexOf(LF);
       const nul = this.buf.indexOf(NUL);
       const end = lf < 0 ? nul : nul < 0 ? lf : Math.min(lf, nul);
       if (end < 0) {
         if (this.buf.length > this.maxBytes && !this.discardingLine) {
-          this.onMessage(this.buf.subarray(0, this.maxBytes).toString('utf8'), true);
+          this.emit(0, this.buf.length);
           this.discardingLine = true;
         }
         if (this.discardingLine) this.buf = Buffer.alloc(0);
         return;
       }
       if (this.discardingLine) this.discardingLine = false;
-      else if (end > 0) this.onMessage(this.buf.subarray(0, end).toString('utf8'), false);
+      else if (end > 0) this.emit(0, end);
       this.buf = this.buf.subarray(end + 1);
     }
+  }
+
+  /**
+   * The stream is over. After a clean end the held LF/NUL-framed remainder is a whole message:
+   * senders may leave out the last terminator. Returns true when bytes were lost: an
+   * octet-counted frame the sender promised but did not finish, or anything held when the
+   * stream did not end cleanly (reset, timeout), where the remainder may be a cut line.
+   */
+  finish(cleanEnd: boolean): boolean {
+    let lost = this.skip > 0;
+    if (!lost && this.buf.length > 0 && !this.discardingLine) {
+      const frame = this.octetFrame();
+      if (cleanEnd && (frame === null || frame === 'wait')) this.emit(0, this.buf.length);
+      else lost = true;
+    }
+    this.buf = Buffer.alloc(0);
+    this.skip = 0;
+    this.discardingLine = false;
+    return lost;
+  }
+
+  /** An octet-counted frame's header at the start of buf; 'wait' while its digits may still be one. */
+  private octetFrame(): { start: number; len: number } | 'wait' | null {
+    if (this.buf[0]! < 0x31 || this.buf[0]! > 0x39) return null;
+    const sp = this.buf.subarray(0, 11).indexOf(SP);
+    if (sp < 0) return this.buf.length <= 10 && /^\d+$/.test(this.buf.toString('latin1')) ? 'wait' : null;
+    const digits = this.buf.subarray(0, sp).toString('latin1');
+    return /^\d+$/.test(digits) ? { start: sp + 1, len: Number(digits) } : null;
+  }
+
+  /** Delivers the len bytes at start, cut at maxBytes. */
+  private emit(start: number, len: number): void {
+    const kept = Math.min(len, this.maxBytes);
+    this.onMessage(this.buf.subarray(start, start + kept).toString('utf8'), len > this.maxBytes);
   }
 }
 
@@ -205,13 +243,24 @@ export class SyslogReceiver {
 
   private async startStream(l: Extract<SyslogListen, { kind: 'tcp' | 'unix' }>): Promise<void> {
     const kind: SourceKind = l.kind === 'tcp' ? 'syslog-tcp' : 'syslog-unix';
-    if (l.kind === 'unix') {
-      // A socket left by a previous run blocks listen(); never remove anything else.
-      const st = await lstat(l.path).catch(() => null);
-      if (st?.isSocket()) await unlink(l.path);
-    }
+    // A socket left by a previous run blocks listen(); a live one (the milter's, say) is refused.
+    if (l.kind === 'unix') await clearStaleSocket(l.path, 'syslog unix listener');
     const server = createServer((conn) => this.accept(conn, kind));
     server.maxConnections = this.opts.maxConnections;
+    let refused = 0;
+    let lastWarningAt = -Infinity;
+    server.on('drop', () => {
+      this.deps.metrics?.sourceErrors.inc({ source: kind });
+      refused++;
+      const now = Date.now();
+      if (now - lastWarningAt < DROP_WARNING_INTERVAL_MS) return;
+      lastWarningAt = now;
+      this.deps.logger?.warn(
+        { source: kind, refused, maxConnections: this.opts.maxConnections },
+        'syslog stream listener at maxConnections: connections refused since the last warning',
+      );
+      refused = 0;
+    });
     server.on('error', (err) => {
       this.deps.metrics?.sourceErrors.inc({ source: kind });
       this.deps.logger?.warn({ err }, 'syslog stream listener error');
@@ -237,12 +286,29 @@ export class SyslogReceiver {
 
   private accept(conn: Socket, kind: SourceKind): void {
     this.conns.add(conn);
+    let heard = false;
     const framer = new StreamFramer(this.opts.maxMessageBytes, (msg, truncated) => {
+      if (!heard) conn.setTimeout(this.opts.idleTimeoutMs);
+      heard = true;
       if (msg !== '') this.deliver(kind, msg, truncated);
     });
-    conn.setTimeout(this.opts.idleTimeoutMs, () => conn.destroy());
+    conn.setTimeout(Math.min(this.opts.firstMessageTimeoutMs, this.opts.idleTimeoutMs));
+    conn.on('timeout', () => conn.destroy());
     conn.on('data', (chunk) => framer.push(chunk));
     conn.on('error', () => this.deps.metrics?.sourceErrors.inc({ source: kind }));
-    conn.on('close', () => this.conns.delete(conn));
+    let finished = false;
+    const finish = (cleanEnd: boolean, errorCounted: boolean): void => {
+      if (finished) return;
+      finished = true;
+      if (!framer.finish(cleanEnd)) return;
+      // After a reset the 'error' listener has counted the connection; the loss is that event.
+      if (!errorCounted) this.deps.metrics?.sourceErrors.inc({ source: kind });
+      this.deps.logger?.debug({ source: kind, cleanEnd }, 'syslog stream closed inside a message; its bytes are dropped');
+    };
+    conn.on('end', () => finish(true, false));
+    conn.on('close', (hadError) => {
+      finish(false, hadError);
+      this.conns.delete(conn);
+    });
   }
 }

@@ -65,6 +65,25 @@ test('StreamFramer: over-long frames are cut and the stream stays in sync', () =
   assert.deepEqual(frame(5, ['<13>toolong', 'still\n<1>x\n']), [['<13>t', true], ['<1>x', false]]);
 });
 
+test('StreamFramer: an over-long LF-framed message is cut even when its LF comes in a later read', () => {
+  assert.deepEqual(frame(5, ['<13>', 'toolong\n<1>x\n']), [['<13>t', true], ['<1>x', false]]);
+});
+
+test('StreamFramer.finish: a clean end delivers the unterminated remainder; a cut frame or a reset loses it', () => {
+  const ended = (chunks: string[], clean: boolean): [Array<[string, boolean]>, boolean] => {
+    const out: Array<[string, boolean]> = [];
+    const f = new StreamFramer(5, (m, t) => out.push([m, t]));
+    for (const c of chunks) f.push(Buffer.from(c));
+    return [out, f.finish(clean)];
+  };
+  assert.deepEqual(ended(['<1>a\n<1>b'], true), [[['<1>a', false], ['<1>b', false]], false]);
+  assert.deepEqual(ended(['42'], true), [[['42', false]], false]);
+  assert.deepEqual(ended(['4 <1>'], true), [[], true]);
+  assert.deepEqual(ended(['9 <1>abcde'], true), [[['<1>ab', true]], true]);
+  assert.deepEqual(ended(['<1>a\n<1>b'], false), [[['<1>a', false]], true]);
+  assert.deepEqual(ended(['<1>a\n'], false), [[['<1>a', false]], false]);
+});
+
 test('journalctl arguments: new entries only at first, then after the cursor; only trusted user ids', () => {
   assert.deepEqual(journalArgs(DEFAULT_JOURNAL_OPTIONS, null), [
     '--follow', '--output=json', '--no-pager', '--quiet', '--lines=0',

@@ -79,3 +79,16 @@ test('config/README.md documents every knob', () => {
   assert.deepEqual(missing, []);
   assert.ok(doc.includes('`logs.files[].path`'));
 });
+
+test('one unix socket path used by two listeners is refused, naming both keys', () => {
+  assert.deepEqual(errorsOf({ milter: { listen: ['inet:8894@127.0.0.1', 'unix:/run/authban/milter.sock'] }, logs: { syslog: { unix: '/run/authban//milter.sock' } } }), [
+    'logs.syslog.unix: expected a socket path no other listener uses, found the string "/run/authban//milter.sock", already used by milter.listen[1]',
+  ]);
+  assert.deepEqual(errorsOf({ milter: { listen: ['local:/run/authban/control.sock'] } }), [
+    'control.socket: expected a socket path no other listener uses, found the string "/run/authban/control.sock", already used by milter.listen[0]',
+  ]);
+  assert.deepEqual(errorsOf({ milter: { listen: ['unix:/run/m.sock', 'local:/run/m.sock'] } }), [
+    'milter.listen[1]: expected a socket path no other listener uses, found the string "/run/m.sock", already used by milter.listen[0]',
+  ]);
+  assert.ok(configFromObject({ milter: { listen: ['unix:/run/m.sock'] }, logs: { syslog: { unix: '/run/log.sock' } } }));
+});
