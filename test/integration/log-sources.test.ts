@@ -306,51 +306,46 @@ test('syslog receiver: real datagrams and streams from util-linux logger', async
 
 // ---- journal ----
 
-test('journal: parses journalctl JSON lines and restarts after the last cursor', async (t) => {
+/**
+ * A journalctl stand-in that appends its arguments to `args` and then runs `body`, followed
+ * by a JournalSource on it that restarts quickly; the test stops it.
+ */
+function fakeJournal(t: TestContext, body: string): { j: JournalSource; got: SourceLine[]; runs: () => string[] } {
   const dir = tempDir(t);
   const script = join(dir, 'fake-journalctl');
   const argsLog = join(dir, 'args');
-  // Stands in for journalctl: records its arguments, prints one entry, exits.
-  writeFileSync(script, `#!/bin/sh
-echo "$*" >> '${argsLog}'
-n=$(wc -l < '${argsLog}')
-printf '%s\\n' "{\\"__CURSOR\\":\\"s=abc;i=$n\\",\\"__REALTIME_TIMESTAMP\\":\\"1795628113000000\\",\\"SYSLOG_IDENTIFIER\\":\\"sm-mta\\",\\"_PID\\":\\"14021\\",\\"MESSAGE\\":\\"NOQUEUE: connect from h [198.51.100.$n]\\"}"
-`);
+  writeFileSync(script, `#!/bin/sh\necho "$*" >> '${argsLog}'\n${body}\n`);
   chmodSync(script, 0o755);
   const got: SourceLine[] = [];
   const j = new JournalSource({ command: script, restartMinMs: 20, restartMaxMs: 80 }, (l) => got.push(l));
   t.after(() => j.stop());
+  return { j, got, runs: () => readFileSync(argsLog, 'utf8').trim().split('\n') };
+}
+
+test('journal: parses journalctl JSON lines and restarts after the last cursor', async (t) => {
+  // Prints one entry, numbered by its run, and exits.
+  const { j, got, runs } = fakeJournal(t, `n=$(wc -l < "$(dirname "$0")/args")
+printf '%s\\n' "{\\"__CURSOR\\":\\"s=abc;i=$n\\",\\"__REALTIME_TIMESTAMP\\":\\"1795628113000000\\",\\"SYSLOG_IDENTIFIER\\":\\"sm-mta\\",\\"_PID\\":\\"14021\\",\\"MESSAGE\\":\\"NOQUEUE: connect from h [198.51.100.$n]\\"}"`);
   j.start();
   await waitFor(() => got.length >= 3, 5000, 'three runs');
   await j.stop();
-  const runs = readFileSync(argsLog, 'utf8').trim().split('\n');
-  assert.ok(runs[0]!.includes('--lines=0'));
-  assert.ok(runs[0]!.includes('SYSLOG_IDENTIFIER=sendmail SYSLOG_IDENTIFIER=sm-mta SYSLOG_IDENTIFIER=saslauthd _UID=0 + SYSLOG_FACILITY=4 SYSLOG_FACILITY=10 _UID=0'));
-  assert.ok(runs[1]!.includes('--after-cursor=s=abc;i=1'), runs[1]);
-  assert.ok(runs[2]!.includes('--after-cursor=s=abc;i=2'), runs[2]);
+  const [first, second, third] = runs();
+  assert.ok(first!.includes('--lines=0'));
+  assert.ok(first!.includes('SYSLOG_IDENTIFIER=sendmail SYSLOG_IDENTIFIER=sm-mta SYSLOG_IDENTIFIER=saslauthd _UID=0 + SYSLOG_FACILITY=4 SYSLOG_FACILITY=10 _UID=0'));
+  assert.ok(second!.includes('--after-cursor=s=abc;i=1'), second);
+  assert.ok(third!.includes('--after-cursor=s=abc;i=2'), third);
   assert.deepEqual(got.slice(0, 3).map(addressOf), ['198.51.100.1', '198.51.100.2', '198.51.100.3']);
   assert.ok(got.every((l) => l.origin === 'journal'));
 });
 
 test('journal: a malformed cursor is no crash; the last good cursor is kept', async (t) => {
-  const dir = tempDir(t);
-  const script = join(dir, 'fake-journalctl');
-  const argsLog = join(dir, 'args');
   // A good entry, then one whose cursor holds an escape journalctl never prints, then exit.
-  writeFileSync(script, `#!/bin/sh
-echo "$*" >> '${argsLog}'
-printf '%s\\n' '{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1795628113000000","SYSLOG_IDENTIFIER":"sm-mta","MESSAGE":"one"}'
-printf '%s\\n' '{"__CURSOR":"s=abc\\q","__REALTIME_TIMESTAMP":"1795628113000000","SYSLOG_IDENTIFIER":"sm-mta","MESSAGE":"two"}'
-`);
-  chmodSync(script, 0o755);
-  const got: SourceLine[] = [];
-  const j = new JournalSource({ command: script, restartMinMs: 20, restartMaxMs: 80 }, (l) => got.push(l));
-  t.after(() => j.stop());
+  const { j, got, runs } = fakeJournal(t, `printf '%s\\n' '{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1795628113000000","SYSLOG_IDENTIFIER":"sm-mta","MESSAGE":"one"}'
+printf '%s\\n' '{"__CURSOR":"s=abc\\q","__REALTIME_TIMESTAMP":"1795628113000000","SYSLOG_IDENTIFIER":"sm-mta","MESSAGE":"two"}'`);
   j.start();
   await waitFor(() => j.starts >= 2 && got.length >= 4, 5000, 'a restart after the malformed line');
   await j.stop();
-  const runs = readFileSync(argsLog, 'utf8').trim().split('\n');
-  assert.ok(runs[1]!.includes('--after-cursor=s=abc;i=1'), runs[1]);
+  assert.ok(runs()[1]!.includes('--after-cursor=s=abc;i=1'), runs()[1]);
 });
 
 test('journal: a missing journalctl is retried, not fatal', async (t) => {
