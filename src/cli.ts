@@ -11,6 +11,7 @@ import { createLogger } from './ops/logger.js';
 import { formatBanList, formatExplain, formatStatus } from './ops/format.js';
 import { replayCommand } from './correlate/replay-command.js';
 import { startDaemon } from './main.js';
+import { banLengthProblem } from './bans/policy.js';
 import { StateLockedError } from './bans/state-store.js';
 
 const USAGE = `usage: authban COMMAND [options]
@@ -56,6 +57,8 @@ function parseArgs(argv: readonly string[]): Parsed {
 
 function configPath(p: Parsed): string | undefined {
   const f = p.flags.get('--config');
+  // `--config "$UNSET"` must not quietly mean the built-in defaults.
+  if (f === '') throw new UsageError('--config needs a file path');
   return typeof f === 'string' ? f : process.env.AUTHBAN_CONFIG || undefined;
 }
 
@@ -170,7 +173,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       const t = p.flags.get('--time');
       let seconds: number | undefined;
       if (typeof t === 'string') {
-        if (!/^\d+$/.test(t) || Number(t) <= 0) throw new UsageError('--time takes a positive whole number of seconds');
+        const badLength = banLengthProblem(/^\d{1,12}$/.test(t) ? Number(t) : NaN);
+        if (badLength) throw new UsageError(`--time: ${badLength}`);
         seconds = Number(t);
       }
       const ban = await control(p, 'ban', { address, ...(seconds !== undefined ? { seconds } : {}) });

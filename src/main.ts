@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseAddress } from './core/address.js';
 import { BanEngine } from './bans/ban-engine.js';
+import { banLengthProblem } from './bans/policy.js';
 import { createBansMetrics } from './bans/metrics.js';
 import { StateStore } from './bans/state-store.js';
 import { Correlator } from './correlate/correlator.js';
@@ -195,10 +196,9 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
         case 'explain':
           return checked(() => engine.explain(target()));
         case 'ban': {
-          const seconds = a.seconds === undefined ? undefined : a.seconds;
-          if (seconds !== undefined && seconds !== null && (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds <= 0)) {
-            throw new ControlUsageError('--time takes a positive whole number of seconds');
-          }
+          const badLength = a.seconds === undefined ? null : banLengthProblem(a.seconds);
+          if (badLength) throw new ControlUsageError(`--time: ${badLength}`);
+          const seconds = a.seconds as number | null | undefined;
           return await checkedAsync(() => engine.ban(target(), { ...(seconds !== undefined ? { seconds } : {}), by: 'control', reason: 'manual' }));
         }
         case 'unban':

@@ -9,11 +9,12 @@ import type { Logger } from 'pino';
 import { parseAddress } from '../core/address.js';
 import type { AuthFailure, FailureSource } from '../core/auth-failure.js';
 import type { BanEntry } from '../enforce/backend.js';
+import { canonicalTarget } from '../enforce/entries.js';
 import { BanTable, type BanReason, type BanRecord } from './ban-table.js';
 import { AttemptIndex, EvidenceStore, mergeInto, recordOf, type FailureRecord } from './evidence-store.js';
 import { FailCounter } from './fail-counter.js';
 import type { BansMetrics } from './metrics.js';
-import { banSeconds, compileBanPolicy, exemptReason, keyOf, targetKey, type BanPolicy, type BanPolicyOptions, type ExemptReason } from './policy.js';
+import { banLengthProblem, banSeconds, compileBanPolicy, exemptReason, keyOf, targetKey, type BanPolicy, type BanPolicyOptions, type ExemptReason } from './policy.js';
 import type { BanState, JournalOp, OffenderRecord } from './state-codec.js';
 import type { StateStore } from './state-store.js';
 import { UserTracker, type UserUnderAttack } from './user-tracker.js';
@@ -236,9 +237,8 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
     if ('error' in resolved) throw new Error(`cannot ban: ${resolved.error}`);
     const exempt = exemptReason(this.policy, resolved.addr);
     if (exempt) throw new Error(`cannot ban ${resolved.key}: it is ${EXEMPT_TEXT[exempt]}`);
-    if (opts.seconds !== undefined && opts.seconds !== null && !(Number.isInteger(opts.seconds) && opts.seconds > 0)) {
-      throw new Error(`cannot ban ${resolved.key}: seconds must be a positive integer or null`);
-    }
+    const badLength = opts.seconds === undefined ? null : banLengthProblem(opts.seconds);
+    if (badLength) throw new Error(`cannot ban ${resolved.key}: ${badLength}`);
     const extra: { by?: string; why?: string } = {};
     if (opts.by !== undefined) extra.by = opts.by;
     if (opts.reason !== undefined) extra.why = opts.reason;
@@ -252,9 +252,16 @@ export class BanEngine extends EventEmitter<BanEngineEvents> {
    * operator's unban says "not an offender". Resolves to whether a ban was lifted, once durable.
    */
   async unban(target: string): Promise<boolean> {
-    const resolved = targetKey(this.policy, target);
-    if ('error' in resolved) throw new Error(`cannot unban: ${resolved.error}`);
-    const key = resolved.key;
+    // A ban's own target is always accepted, even one no longer of a key's shape (a ban made
+    // before ipv6Prefix or the ignore list changed), so every ban can be lifted.
+    const exact = canonicalTarget(target)?.target;
+    let key: string;
+    if (exact !== undefined && this.table.get(exact)) key = exact;
+    else {
+      const resolved = targetKey(this.policy, target);
+      if ('error' in resolved) throw new Error(`cannot unban: ${resolved.error}`);
+      key = resolved.key;
+    }
     const rec = this.table.delete(key);
     const hadHistory = this.offenders.delete(key);
     this.counter.delete(key);

@@ -69,6 +69,9 @@ export interface BanPolicy extends BanPolicyOptions {
 
 export type ExemptReason = 'ignored' | 'loopback' | 'own';
 
+/** The widest IPv6 network a ban key can be (the lower bound of ipv6Prefix). */
+export const MIN_V6_KEY_PREFIX = 32;
+
 type NumberRule = { readonly min: number; readonly max?: number; readonly integer: boolean };
 
 const NUMBER_RULES: Record<string, NumberRule> = {
@@ -78,7 +81,7 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   bantimeFactor: { min: 1, integer: false },
   bantimeMax: { min: 1, integer: true },
   offenderMemory: { min: 0, integer: true },
-  ipv6Prefix: { min: 1, max: 128, integer: true },
+  ipv6Prefix: { min: MIN_V6_KEY_PREFIX, max: 128, integer: true },
   maxTracked: { min: 1, integer: true },
   maxAttemptKeys: { min: 1, integer: true },
   evidenceMaxBytes: { min: 1024, integer: true },
@@ -156,6 +159,17 @@ export function targetKey(policy: BanPolicy, target: string): { key: string; add
   const key = keyOf(policy, addr);
   if (net.family === 6 && net.prefix < 128 && key !== net.text) return { error: `${net.text} holds an ignored or own address (bans.ignore, milter.listen): ban single addresses in it` };
   return { key, addr };
+}
+
+/** The longest ban an operator can ask for (and the ceiling of bantimeMax in the config). */
+export const MAX_BAN_SECONDS = 10 * 365 * 86_400;
+
+/** Why `seconds` is not a ban length an operator may ask for, or null (null itself: no end). */
+export function banLengthProblem(seconds: unknown): string | null {
+  if (seconds === null) return null;
+  return Number.isSafeInteger(seconds) && (seconds as number) > 0 && (seconds as number) <= MAX_BAN_SECONDS
+    ? null
+    : `a ban length is a whole number of seconds from 1 to ${MAX_BAN_SECONDS} (10 years)`;
 }
 
 /** Seconds the nth (1-based) ban of a key lasts: bantime * factor^(n-1), capped at bantimeMax. */

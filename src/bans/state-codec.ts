@@ -4,6 +4,8 @@
  * replaying one twice (a crash between snapshot and journal truncation) changes nothing.
  */
 import { parseCidr } from '../core/address.js';
+import { canonicalTarget } from '../enforce/entries.js';
+import { MIN_V6_KEY_PREFIX } from './policy.js';
 import type { BanReason, BanRecord } from './ban-table.js';
 import type { FailureRecord } from './evidence-store.js';
 
@@ -115,6 +117,8 @@ function checkBan(b: unknown, where: string): BanRecord {
   if (!isObject(b)) throw new ShapeError(`${where}: not an object`);
   if (!isTarget(b.target)) throw new ShapeError(`${where}.target: not an address or network: ${JSON.stringify(b.target)}`);
   if (b.family !== 4 && b.family !== 6) throw new ShapeError(`${where}.family: expected 4 or 6`);
+  const keyProblem = banKeyProblem(b.target, b.family);
+  if (keyProblem) throw new ShapeError(`${where}.target: ${keyProblem}: ${JSON.stringify(b.target)}`);
   if (!REASONS.includes(b.reason as BanReason)) throw new ShapeError(`${where}.reason: expected one of ${REASONS.join(', ')}`);
   if (!isCount(b.count)) throw new ShapeError(`${where}.count: expected a positive integer`);
   if (!isTime(b.createdAt)) throw new ShapeError(`${where}.createdAt: expected a time in ms`);
@@ -140,6 +144,22 @@ function isFailureRecord(r: unknown): r is FailureRecord {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Why `target` is not a ban key the engine could have written, or null: a key is canonical
+ * text of its family, a single IPv4 address, or an IPv6 address or network no wider than
+ * MIN_V6_KEY_PREFIX. A state file is not trusted to be that: a `0.0.0.0/0` in it would reach
+ * the firewall and block every client.
+ */
+function banKeyProblem(target: string, family: 4 | 6): string | null {
+  const c = canonicalTarget(target);
+  if (!c || c.target !== target) return 'not in canonical form';
+  if (c.family !== family) return `not an IPv${family} address or network`;
+  const slash = target.indexOf('/');
+  if (slash < 0) return null;
+  if (family === 4) return 'an IPv4 ban is one address, not a network';
+  return Number(target.slice(slash + 1)) < MIN_V6_KEY_PREFIX ? `an IPv6 ban is at most a /${MIN_V6_KEY_PREFIX}` : null;
 }
 
 function isTarget(v: unknown): v is string {

@@ -98,7 +98,7 @@ export const CONFIG_SCHEMA: Spec = {
         bantimeFactor: { kind: 'number', default: 2, min: 1, max: 100, doc: 'Each further ban of the same address lasts this many times longer.' },
         bantimeMax: num(604800, 'Longest ban, however often an address comes back.', 1, 10 * 365 * 86400, 'seconds'),
         offenderMemory: num(604800, 'How long past bans of an address are remembered for growth.', 0, 10 * 365 * 86400, 'seconds'),
-        ipv6Prefix: num(64, 'IPv6 addresses are counted and banned per network of this prefix length (per address in a network that holds an ignored or own address).', 1, 128, 'bits'),
+        ipv6Prefix: num(64, 'IPv6 addresses are counted and banned per network of this prefix length (per address in a network that holds an ignored or own address).', 32, 128, 'bits'),
         ignore: { kind: 'array', default: [], of: str('', 'address or network', checkCidr), doc: 'Addresses and networks never banned (IPv4 and IPv6, CIDR allowed).' },
         banLoopback: bool(false, 'Loopback addresses are never banned unless this is true.'),
         dryRun: bool(false, 'Log "would ban" and change nothing.'),

@@ -111,7 +111,13 @@ test('the authban CLI against a live daemon, with its error cases', async (t) =>
   assert.equal(r.code, 2);
   r = await cli(['ban', '198.51.100.30', '--time', 'soon', ...sock]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /--time takes a positive whole number/);
+  assert.match(r.stderr, /--time: a ban length is a whole number of seconds/);
+  r = await cli(['ban', '198.51.100.30', '--time', '9'.repeat(400), ...sock]);
+  assert.equal(r.code, 2, 'a length that would overflow to Infinity (no end) is refused');
+  assert.match(r.stderr, /--time: a ban length is a whole number of seconds from 1 to 315360000/);
+  r = await cli(['list', '--config', '']);
+  assert.equal(r.code, 2, 'an empty --config is not the built-in defaults');
+  assert.match(r.stderr, /--config needs a file path/);
   r = await cli(['ban', '127.0.0.1', ...sock]);
   assert.equal(r.code, 2, 'loopback is never banned by default');
   assert.match(r.stderr, /cannot ban 127\.0\.0\.1/);

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BanEvent, UnbanEvent } from '../../../src/bans/ban-engine.js';
-import { T0, capturingLogger, engine, failure, metricValue } from './fixtures.js';
+import { join } from 'node:path';
+import { StateStore } from '../../../src/bans/state-store.js';
+import { testDir } from '../../helpers/temp-dir.js';
+import { T0, capturingLogger, engine, failure, metricValue, silent } from './fixtures.js';
 
 test('maxretry: 4 failures do not ban, the 5th does', () => {
   const { engine: e, clock } = engine();
@@ -124,6 +127,21 @@ test('a guesser in the /64 of an ignored address is banned alone; the ignored ad
   assert.equal(e.isBanned('2001:db8:0:1::25'), true);
 });
 
+test('a ban no longer of a key\'s shape (ipv6Prefix changed since) can still be lifted by its own target', async (t) => {
+  const file = join(testDir(t), 'state.json');
+  const wide = engine({ ipv6Prefix: 48 }, { store: new StateStore({ file }, { log: silent }) }).engine;
+  await wide.start();
+  assert.equal((await wide.ban('2001:db8:7::1')).target, '2001:db8:7::/48');
+  await wide.stop();
+  // Restarted keyed per /64: the /48 ban is loaded, and `unban` of its target lifts it.
+  const { engine: e } = engine({ ipv6Prefix: 64 }, { store: new StateStore({ file }, { log: silent }) });
+  await e.start();
+  t.after(() => e.stop());
+  assert.deepEqual(e.list().map((b) => b.target), ['2001:db8:7::/48']);
+  assert.equal(await e.unban('2001:db8:7::/48'), true);
+  assert.equal(e.list().length, 0);
+});
+
 test('banLoopback: true lets loopback be banned', () => {
   const { engine: e, clock } = engine({ maxretry: 1, banLoopback: true });
   assert.equal(e.report(failure('127.0.0.3', clock.now())).kind, 'banned');
@@ -230,7 +248,9 @@ test('manual ban and unban, with who/why, permanent bans and growth', async () =
   assert.equal(await e.unbanAll(), 1);
   assert.equal(e.isBanned('198.51.100.1'), false);
   await assert.rejects(e.ban('198.51.100.0/24'), /only single addresses/);
-  await assert.rejects(e.ban('198.51.100.2', { seconds: -5 }), /positive integer/);
+  await assert.rejects(e.ban('198.51.100.2', { seconds: -5 }), /whole number of seconds from 1/);
+  // A length past any sane ban would become Infinity (no end) on the way: refused.
+  await assert.rejects(e.ban('198.51.100.2', { seconds: 1e308 }), /whole number of seconds from 1 to 315360000/);
   assert.deepEqual(events, [
     `ban 2001:db8:5::/64 ${T0 + 600_000}`,
     'ban 198.51.100.1 null',
