@@ -20,6 +20,8 @@ export interface MacroCommand {
   readonly forCommand: number;
   /** Names as sent (`{x}` or `x`). A trailing name without a value is dropped. */
   readonly pairs: ReadonlyArray<readonly [string, string]>;
+  /** Pairs past MAX_MACRO_PAIRS, not decoded; absent when there were none. */
+  readonly ignoredPairs?: number;
 }
 
 export interface ConnectCommand {
@@ -53,6 +55,12 @@ export type MtaCommand =
 
 const NUL = 0;
 
+/**
+ * Pairs decoded from one MACRO command. sendmail sends about 50 at most per stage; a session
+ * keeps every stage's pairs, so without a cap one 1 MiB frame would hold ~100,000 strings.
+ */
+export const MAX_MACRO_PAIRS = 256;
+
 /** Splits a payload that must be one or more NUL-terminated strings. */
 function cStrings(p: Buffer, what: string): string[] {
   if (p.length === 0) throw new MilterProtocolError('truncated', `${what}: empty payload`);
@@ -75,6 +83,7 @@ function decodeOptneg(p: Buffer): OptnegCommand {
 /**
  * The first byte names the command; then name/value pairs. An odd count means the last
  * name came without a value: it is dropped, as libmilter's lookup finds no value for it.
+ * Pairs past MAX_MACRO_PAIRS are only counted: no string is made for them.
  */
 function decodeMacro(p: Buffer): MacroCommand {
   if (p.length === 0) throw new MilterProtocolError('truncated', 'macro: empty payload, no command byte');
@@ -83,11 +92,17 @@ function decodeMacro(p: Buffer): MacroCommand {
     throw new MilterProtocolError('unknown_command', `macro: for unknown command byte 0x${forCommand.toString(16)}`);
   }
   const pairs: Array<readonly [string, string]> = [];
-  if (p.length > 1) {
-    const strs = cStrings(p.subarray(1), 'macro');
-    for (let i = 0; i + 1 < strs.length; i += 2) pairs.push([strs[i]!, strs[i + 1]!]);
+  let ignoredPairs = 0;
+  if (p.length > 1 && p[p.length - 1] !== NUL) throw new MilterProtocolError('missing_nul', 'macro: last string is not NUL-terminated');
+  for (let start = 1; start < p.length; ) {
+    const nameEnd = p.indexOf(NUL, start);
+    if (nameEnd + 1 >= p.length) break;
+    const valueEnd = p.indexOf(NUL, nameEnd + 1);
+    if (pairs.length < MAX_MACRO_PAIRS) pairs.push([p.toString('utf8', start, nameEnd), p.toString('utf8', nameEnd + 1, valueEnd)]);
+    else ignoredPairs++;
+    start = valueEnd + 1;
   }
-  return { type: 'macro', forCommand, pairs };
+  return { type: 'macro', forCommand, pairs, ...(ignoredPairs > 0 ? { ignoredPairs } : {}) };
 }
 
 /** hostname NUL, family byte, then (unless family U) port uint16 BE and address NUL. */

@@ -2,6 +2,8 @@
  * Incremental milter frame decoder. A frame is a 4-byte big-endian length, then that many
  * bytes: one command byte and the payload. TCP may split a frame over reads or merge
  * several into one; the decoder copes with both and copies only when a frame is split.
+ * A split frame's buffer grows with the bytes that arrived, not with the length the peer
+ * claimed: a peer that sends only a header must not make the decoder reserve a megabyte.
  */
 
 /** Bounded set of reasons, used as a metric label. */
@@ -37,11 +39,17 @@ export interface Frame {
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
 
 const SAMPLE_BYTES = 32;
+/** Smallest body buffer: spares a peer sending a few bytes per read a reallocation per read. */
+const MIN_BODY_CAPACITY = 512;
+const NO_BODY = Buffer.alloc(0);
 
 export class FrameDecoder {
   private readonly head = Buffer.alloc(4);
   private headFill = 0;
-  private body: Buffer | null = null;
+  /** Length of the split frame being collected; 0 while between frames. */
+  private bodyLength = 0;
+  /** Holds the bodyFill bytes received so far; its capacity may be below bodyLength. */
+  private body: Buffer = NO_BODY;
   private bodyFill = 0;
   private failed: MilterProtocolError | null = null;
 
@@ -54,7 +62,7 @@ export class FrameDecoder {
 
   /** True while part of a frame is held (an EOF now would cut a frame). */
   get midFrame(): boolean {
-    return this.headFill > 0 || this.body !== null;
+    return this.headFill > 0 || this.bodyLength > 0;
   }
 
   /**
@@ -67,7 +75,7 @@ export class FrameDecoder {
     let off = 0;
     const end = chunk.length;
     while (off < end) {
-      if (this.body === null) {
+      if (this.bodyLength === 0) {
         if (this.headFill === 0 && end - off >= 4) {
           const len = chunk.readUInt32BE(off);
           if (!this.lengthOk(len, chunk.subarray(off, off + SAMPLE_BYTES))) return out;
@@ -77,8 +85,7 @@ export class FrameDecoder {
             off += 4 + len;
             continue;
           }
-          this.body = Buffer.allocUnsafe(len);
-          this.bodyFill = 0;
+          this.bodyLength = len;
           off += 4;
         } else {
           const n = Math.min(4 - this.headFill, end - off);
@@ -89,22 +96,34 @@ export class FrameDecoder {
           this.headFill = 0;
           const len = this.head.readUInt32BE(0);
           if (!this.lengthOk(len, Buffer.from(this.head))) return out;
-          this.body = Buffer.allocUnsafe(len);
-          this.bodyFill = 0;
+          this.bodyLength = len;
           continue;
         }
       }
-      const body = this.body;
-      const n = Math.min(body.length - this.bodyFill, end - off);
-      chunk.copy(body, this.bodyFill, off, off + n);
+      const n = Math.min(this.bodyLength - this.bodyFill, end - off);
+      this.reserve(this.bodyFill + n);
+      chunk.copy(this.body, this.bodyFill, off, off + n);
       this.bodyFill += n;
       off += n;
-      if (this.bodyFill === body.length) {
-        out.push({ command: body[0]!, payload: body.subarray(1) });
-        this.body = null;
+      if (this.bodyFill === this.bodyLength) {
+        out.push({ command: this.body[0]!, payload: this.body.subarray(1, this.bodyLength) });
+        this.bodyLength = 0;
+        this.bodyFill = 0;
+        this.body = NO_BODY;
       }
     }
     return out;
+  }
+
+  /**
+   * Makes room for `need` body bytes. Doubling keeps the copies linear in the frame size and
+   * the buffer within twice the bytes received; it never outgrows the declared length.
+   */
+  private reserve(need: number): void {
+    if (this.body.length >= need) return;
+    const grown = Buffer.allocUnsafe(Math.min(this.bodyLength, Math.max(need, this.body.length * 2, MIN_BODY_CAPACITY)));
+    this.body.copy(grown, 0, 0, this.bodyFill);
+    this.body = grown;
   }
 
   private lengthOk(len: number, sample: Buffer): boolean {

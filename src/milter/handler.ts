@@ -26,7 +26,8 @@ export interface AuthMacros {
   readonly authAuthor?: string;
 }
 
-export type CloseReason = 'quit' | 'quit_nc' | 'abort_eof' | 'eof' | 'error' | 'shutdown';
+/** `idle`: authban closed a connection silent past its idle timeout. */
+export type CloseReason = 'quit' | 'quit_nc' | 'abort_eof' | 'eof' | 'error' | 'shutdown' | 'idle';
 
 /** A live milter session as handlers see it. `id` is unique for the process lifetime. */
 export interface SessionView {

@@ -3,12 +3,16 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export interface MilterMetrics {
   readonly connections: Counter;
   readonly sessionsActive: Gauge;
+  /** label `reason`: max_connections (refused as accepted), negotiation_timeout, idle. */
+  readonly connectionsDropped: Counter<'reason'>;
   /** label `command`: optneg, macro, connect, helo, … (bounded by the protocol). */
   readonly commands: Counter<'command'>;
   /** label `verdict`: continue, accept, reject, tempfail, replycode. */
   readonly replies: Counter<'verdict'>;
   /** label `kind`: a ProtocolErrorKind. */
   readonly protocolErrors: Counter<'kind'>;
+  /** Macro name/value pairs past the per-command cap, not stored. */
+  readonly macroPairsIgnored: Counter;
   readonly handlerTimeouts: Counter;
   readonly handlerErrors: Counter;
   /** From a command's arrival to its reply being written. */
@@ -20,6 +24,12 @@ export function createMilterMetrics(registry: Registry): MilterMetrics {
   return {
     connections: new Counter({ name: 'authban_milter_connections_total', help: 'Milter connections accepted from the MTA.', registers }),
     sessionsActive: new Gauge({ name: 'authban_milter_sessions_active', help: 'Milter connections currently open.', registers }),
+    connectionsDropped: new Counter({
+      name: 'authban_milter_connections_dropped_total',
+      help: 'Milter connections authban refused or closed on its own, by reason: max_connections, negotiation_timeout, idle.',
+      labelNames: ['reason'],
+      registers,
+    }),
     commands: new Counter({
       name: 'authban_milter_commands_total',
       help: 'Milter commands received, by command.',
@@ -31,6 +41,11 @@ export function createMilterMetrics(registry: Registry): MilterMetrics {
       name: 'authban_milter_protocol_errors_total',
       help: 'Connections closed for a protocol error, by kind.',
       labelNames: ['kind'],
+      registers,
+    }),
+    macroPairsIgnored: new Counter({
+      name: 'authban_milter_macro_pairs_ignored_total',
+      help: 'Macro name/value pairs ignored because one MACRO command carried more than the cap.',
       registers,
     }),
     handlerTimeouts: new Counter({

@@ -23,6 +23,15 @@ export interface MilterServerOptions {
   readonly fallbackVerdict: 'continue' | 'tempfail';
   /** Mode of unix socket files. */
   readonly unixSocketMode: number;
+  /** Connections open at once, per listener; node closes further ones as it accepts them. */
+  readonly maxConnections: number;
+  /**
+   * A negotiated connection silent this long is closed. sendmail keeps one connection per SMTP
+   * session and says nothing while its client is slow, so this outlasts any SMTP timeout.
+   */
+  readonly idleTimeoutMs: number;
+  /** A connection without OPTNEG this long is closed: sendmail negotiates right after connecting. */
+  readonly negotiationTimeoutMs: number;
   readonly logger: Logger;
   readonly handler: MilterHandler;
   readonly metrics?: MilterMetrics;
@@ -34,6 +43,9 @@ export const DEFAULT_MILTER_OPTIONS = {
   handlerTimeoutMs: 5000,
   fallbackVerdict: 'continue',
   unixSocketMode: 0o660,
+  maxConnections: 4096,
+  idleTimeoutMs: 2 * 60 * 60 * 1000,
+  negotiationTimeoutMs: 30_000,
 } as const satisfies Omit<MilterServerOptions, 'logger' | 'handler' | 'metrics'>;
 
 /** What `start` needs: the logger and handler, the rest defaults. */
@@ -49,6 +61,10 @@ const MAX_FRAME_CAP = 64 * 1024 * 1024;
 const LISTEN_BACKLOG = 4096;
 /** After a protocol error, how long the replies already written get to reach the MTA. */
 const ABORT_FLUSH_MS = 1000;
+/** Connections refused at maxConnections are counted each, but warned about at most this often. */
+const DROP_WARNING_INTERVAL_MS = 60 * 1000;
+/** setTimeout's largest delay. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export function validateMilterOptions(o: MilterServerOptions): void {
   if (o.listen.length === 0) throw new Error('milter: listen needs at least one address');
@@ -64,6 +80,14 @@ export function validateMilterOptions(o: MilterServerOptions): void {
   }
   if (!Number.isInteger(o.unixSocketMode) || o.unixSocketMode < 0 || o.unixSocketMode > 0o777) {
     throw new Error('milter: unixSocketMode must be a file mode (0..0o777)');
+  }
+  if (!Number.isInteger(o.maxConnections) || o.maxConnections < 1 || o.maxConnections > 1_000_000) {
+    throw new Error('milter: maxConnections must be an integer in 1..1000000');
+  }
+  for (const key of ['idleTimeoutMs', 'negotiationTimeoutMs'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < 1 || o[key] > MAX_TIMEOUT_MS) {
+      throw new Error(`milter: ${key} must be an integer in 1..${MAX_TIMEOUT_MS}`);
+    }
   }
 }
 
@@ -106,6 +130,8 @@ export class MilterServer {
   private sessionOptions: SessionOptions;
   private closing: Promise<void> | undefined;
   private drained: (() => void) | undefined;
+  private refusedSinceWarning = 0;
+  private lastRefusalWarningAt = -Infinity;
 
   private constructor(private opts: MilterServerOptions) {
     this.sessionOptions = MilterServer.sessionOptionsOf(opts);
@@ -127,8 +153,9 @@ export class MilterServer {
   /**
    * Applies reloaded options without a restart. Listeners are compared by spec: unchanged
    * ones keep their socket (sendmail never finds the port closed), removed ones stop
-   * accepting, new ones are bound. Deadline, fallback and frame cap apply to connections
-   * accepted from now on; open sessions go on as they started.
+   * accepting, new ones are bound. A new connection cap takes effect at once on every
+   * listener; deadline, fallback, frame cap and timeouts apply to connections accepted from
+   * now on, open sessions go on as they started.
    */
   async reconfigure(next: Omit<MilterServerInit, 'logger' | 'handler' | 'metrics'>): Promise<void> {
     const opts: MilterServerOptions = { ...this.opts, ...next };
@@ -151,6 +178,7 @@ export class MilterServer {
       throw err;
     }
     for (const l of removed) void closeListener(l);
+    for (const l of keep) l.server.maxConnections = opts.maxConnections;
     this.listeners = [...keep, ...added];
     this.sessionOptions = MilterServer.sessionOptionsOf(opts);
     opts.logger.info({ listen: this.addresses() }, 'milter server reconfigured');
@@ -217,6 +245,8 @@ export class MilterServer {
   private async bind(spec: ListenSpec): Promise<Listener> {
     if (spec.kind === 'unix') await clearStaleSocket(spec.path, 'milter');
     const server = createServer((socket) => this.accept(socket, spec));
+    server.maxConnections = this.opts.maxConnections;
+    server.on('drop', () => this.refused(spec));
     await listen(server, spec);
     server.on('error', (err) => this.opts.logger.error({ err, listen: formatListenSpec(spec) }, 'milter listener error'));
     if (spec.kind !== 'unix') return { spec, server };
@@ -229,12 +259,28 @@ export class MilterServer {
     }
   }
 
+  /** One warning per interval, with the count since the last: a connect loop must not flood the log. */
+  private refused(spec: ListenSpec): void {
+    this.opts.metrics?.connectionsDropped.labels('max_connections').inc();
+    this.refusedSinceWarning++;
+    const now = Date.now();
+    if (now - this.lastRefusalWarningAt < DROP_WARNING_INTERVAL_MS) return;
+    this.lastRefusalWarningAt = now;
+    this.opts.logger.warn(
+      { listen: formatListenSpec(spec), refused: this.refusedSinceWarning, maxConnections: this.opts.maxConnections },
+      'milter listener at maxConnections: connections refused since the last warning',
+    );
+    this.refusedSinceWarning = 0;
+  }
+
   private accept(socket: Socket, spec: ListenSpec): void {
     if (this.closing) {
       socket.destroy();
       return;
     }
     socket.setNoDelay(true);
+    const { idleTimeoutMs, negotiationTimeoutMs } = this.opts;
+    socket.setTimeout(Math.min(negotiationTimeoutMs, idleTimeoutMs));
     let peer: string | undefined;
     let abortTimer: NodeJS.Timeout | undefined;
     const remote = (): string => (peer ??= spec.kind === 'unix' ? `unix:${spec.path}` : `${socket.remoteAddress}:${socket.remotePort}`);
@@ -257,11 +303,23 @@ export class MilterServer {
     const m = this.opts.metrics;
     m?.connections.inc();
     m?.sessionsActive.inc();
+    let negotiated = false;
     socket.on('data', (chunk: Buffer) => {
       // Replies produced by one read go out in one write.
       socket.cork();
       conn.onData(chunk);
       socket.uncork();
+      if (!negotiated && conn.hasNegotiated) {
+        negotiated = true;
+        socket.setTimeout(idleTimeoutMs);
+      }
+    });
+    socket.on('timeout', () => {
+      const reason = negotiated ? 'idle' : 'negotiation_timeout';
+      m?.connectionsDropped.labels(reason).inc();
+      this.opts.logger.debug({ remote: remote(), reason }, 'milter connection silent too long, closing');
+      conn.shutdown('idle');
+      socket.destroy();
     });
     socket.on('end', () => conn.onEnd());
     socket.on('error', (err) => {

@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import type { AuthMacros, CloseReason, ConnectInfo, MilterHandler, SessionView, Verdict } from './handler.js';
 import type { ConnectCommand, MtaCommand, OptnegCommand } from './commands.js';
-import { decodeCommand } from './commands.js';
+import { decodeCommand, MAX_MACRO_PAIRS } from './commands.js';
 import { FrameDecoder, MilterProtocolError } from './frame-decoder.js';
 import { MacroStore } from './macros.js';
 import type { MilterMetrics } from './metrics.js';
@@ -119,6 +119,7 @@ export class MilterConnection {
   private closed = false;
   private eof = false;
   private lastCode = 0;
+  private macroCapWarned = false;
 
   constructor(
     private readonly opts: SessionOptions,
@@ -127,6 +128,11 @@ export class MilterConnection {
     private readonly describeRemote: () => string,
   ) {
     this.decoder = new FrameDecoder(opts.maxFrameBytes);
+  }
+
+  /** OPTNEG has been answered: from now on the MTA may stay silent for a whole SMTP command. */
+  get hasNegotiated(): boolean {
+    return this.protocol >= 0;
   }
 
   /** No handler call pending and nothing queued. */
@@ -233,6 +239,7 @@ export class MilterConnection {
         return;
       }
       case 'macro': {
+        if (cmd.ignoredPairs !== undefined) this.macrosCapped(cmd.forCommand, cmd.ignoredPairs);
         if (s.macros.define(cmd.forCommand, cmd.pairs)) {
           const qid = s.macros.get('i');
           if (qid !== undefined) s.queueId = qid;
@@ -277,6 +284,20 @@ export class MilterConnection {
         // data, header, eoh, body, eob, unknown: nothing for authban to decide.
         if (needsReply(item.code, this.protocol)) this.send(CONTINUE_FRAME, 'continue', item.at);
     }
+  }
+
+  /**
+   * No sendmail sends this many macros, so a peer doing it is misconfigured or hostile: warned
+   * about once per connection (the macros it wanted may be among those ignored), always counted.
+   */
+  private macrosCapped(forCommand: number, ignored: number): void {
+    this.opts.metrics?.macroPairsIgnored.inc(ignored);
+    if (this.macroCapWarned) return;
+    this.macroCapWarned = true;
+    this.opts.logger.warn(
+      { remote: this.describeRemote(), event: COMMAND_NAMES.get(forCommand), ignored, kept: MAX_MACRO_PAIRS },
+      'milter: MACRO command over the pair cap, the rest ignored',
+    );
   }
 
   /** An MTA makes the same offer every time: its answer is encoded once. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeCommand } from '../../../src/milter/commands.js';
+import { decodeCommand, MAX_MACRO_PAIRS } from '../../../src/milter/commands.js';
 import { MilterProtocolError } from '../../../src/milter/frame-decoder.js';
 
 /** A frame as the decoder hands it over: command letter and payload written in hex. */
@@ -40,6 +40,18 @@ describe('decodeCommand', () => {
 
   it('MACRO: an odd list drops the last name, which has no value', () => {
     assert.deepEqual(cmd('D', ascii('Ci\0Q1\0j\0')), { type: 'macro', forCommand: 0x43, pairs: [['i', 'Q1']] });
+  });
+
+  it('MACRO: pairs past the cap are counted, not decoded; a trailing lone name is no pair', () => {
+    const list = (n: number, tail = ''): string => ascii(`C${Array.from({ length: n }, (_, i) => `m${i}\0v${i}\0`).join('')}${tail}`);
+    const over = decodeCommand({ command: 0x44, payload: Buffer.from(list(MAX_MACRO_PAIRS + 44, 'lone\0'), 'hex') });
+    assert.equal(over.type, 'macro');
+    assert.equal(over.pairs.length, MAX_MACRO_PAIRS);
+    assert.deepEqual(over.pairs.at(-1), [`m${MAX_MACRO_PAIRS - 1}`, `v${MAX_MACRO_PAIRS - 1}`]);
+    assert.equal(over.ignoredPairs, 44);
+    const at = decodeCommand({ command: 0x44, payload: Buffer.from(list(MAX_MACRO_PAIRS), 'hex') });
+    assert.equal(at.type === 'macro' && at.pairs.length, MAX_MACRO_PAIRS);
+    assert.equal('ignoredPairs' in at, false);
   });
 
   it('MACRO: malformed', () => {

@@ -55,6 +55,34 @@ describe('FrameDecoder', () => {
     assert.equal(halves[0]!.payload.length, 65535);
   });
 
+  it('decodes a large frame fed in reads of every size, one byte up', () => {
+    const d = new FrameDecoder();
+    const payload = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
+    const whole = Buffer.concat([Buffer.alloc(5), payload]);
+    whole.writeUInt32BE(payload.length + 1, 0);
+    whole[4] = 0x42;
+    const out: { command: number; payload: Buffer }[] = [];
+    for (let off = 0, n = 1; off < whole.length; off += n, n = (n * 3 + 1) % 9001) out.push(...d.push(whole.subarray(off, off + n)));
+    assert.equal(out.length, 1);
+    assert.equal(out[0]!.command, 0x42);
+    assert.ok(out[0]!.payload.equals(payload));
+    assert.equal(d.midFrame, false);
+  });
+
+  it('holds memory for the bytes received, not for the length a header claims', () => {
+    // Each decoder is told of a 1 MiB frame and gets 1 byte of it. Reserving the claimed
+    // length would take 64 MiB; the threshold leaves room for whatever else the process does.
+    const before = process.memoryUsage().arrayBuffers;
+    const decoders = Array.from({ length: 64 }, () => {
+      const d = new FrameDecoder();
+      d.push(hex('00100000 41'));
+      return d;
+    });
+    const grown = process.memoryUsage().arrayBuffers - before;
+    assert.ok(decoders.every((d) => d.midFrame && d.failure === null));
+    assert.ok(grown < 8 * 1024 * 1024, `arrayBuffers grew by ${grown} bytes`);
+  });
+
   it('refuses a zero length with a clear reason', () => {
     const d = new FrameDecoder();
     assert.deepEqual(view(d.push(hex('00000001 51  00000000 51'))), [['Q', '']]);

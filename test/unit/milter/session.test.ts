@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { CloseReason, MilterHandler, SessionView, Verdict } from '../../../src/milter/handler.js';
+import { MAX_MACRO_PAIRS } from '../../../src/milter/commands.js';
 import { createMilterMetrics } from '../../../src/milter/metrics.js';
 import { MilterConnection, type Transport } from '../../../src/milter/session.js';
 
@@ -206,6 +207,33 @@ describe('MilterConnection', () => {
     conn.onEnd();
     assert.deepEqual(closes, ['error']);
     assert.equal(await metric(registry, 'authban_milter_protocol_errors_total', { kind: 'missing_nul' }), 1);
+  });
+
+  it('a MACRO command over the pair cap keeps the first pairs, counts the rest, warns once and goes on', async () => {
+    const warnings: string[] = [];
+    const registry = new Registry();
+    const t = new FakeTransport();
+    const seen: (string | undefined)[] = [];
+    const conn = new MilterConnection(
+      {
+        handler: { onConnect: (s) => (seen.push(s.macro('m0'), s.macro('m999')), { kind: 'continue' }) },
+        logger: pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) }),
+        handlerTimeoutMs: 1000,
+        fallback: { kind: 'continue' },
+        maxFrameBytes: 1 << 20,
+        metrics: createMilterMetrics(registry),
+      },
+      t,
+      () => 'test',
+    );
+    const many = f('D', `C${Array.from({ length: 1000 }, (_, i) => `m${i}\0v${i}\0`).join('')}`);
+    conn.onData(Buffer.concat([optneg(6, 0x1ff, 0x1fffff), many, many, connect('198.51.100.7')]));
+    assert.equal(t.letters(), 'c');
+    assert.equal(t.aborted, 0);
+    assert.deepEqual(seen, ['v0', undefined]);
+    assert.equal(await metric(registry, 'authban_milter_macro_pairs_ignored_total'), 2 * (1000 - MAX_MACRO_PAIRS));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /pair cap/);
   });
 
   it('a milter offered version 1 closes the connection', async () => {
