@@ -1,3 +1,4 @@
+import type { Family } from '../core/address.js';
 import type { BanEntry, FirewallBackend } from './backend.js';
 import { CommandBackend, type BackendDeps } from './deps.js';
 import { canonicalTarget, validEntries } from './entries.js';
@@ -12,9 +13,15 @@ import { actionChain, removeFrame, restore, ruleScript, startFrame, XT } from '.
  */
 export class IptablesBackend extends CommandBackend implements FirewallBackend {
   readonly name = 'iptables';
-  private readonly installed = new Map<string, BanEntry>();
+  /**
+   * Per family, because each family is its own iptables-restore commit: after one commits and
+   * the other fails, this must still say exactly what each kernel table holds.
+   */
+  private readonly installed: Record<Family, Map<string, BanEntry>> = { 4: new Map(), 6: new Map() };
   private tail: Promise<unknown> = Promise.resolve();
   private sweeper: NodeJS.Timeout | null = null;
+  /** An expiry sweep is queued or running: ticks meanwhile are skipped, so sweeps cannot pile up behind a slow command. */
+  private sweeping = false;
 
   constructor(opts: FirewallOptions, deps: BackendDeps) {
     super('iptables', opts, deps);
@@ -25,11 +32,16 @@ export class IptablesBackend extends CommandBackend implements FirewallBackend {
       const now = this.now();
       const live = validEntries(restoreEntries, this.log, this.metrics).filter((e) => !expired(e, now));
       const byTarget = new Map(live.map((e) => [e.target, e]));
-      await startFrame(this.runner, this.opts, (family) =>
-        [...byTarget.values()].filter((e) => e.family === family).map((e) => this.rule('-A', e.target)),
+      const ofFamily = (family: Family) => [...byTarget.values()].filter((e) => e.family === family);
+      await startFrame(
+        this.runner,
+        this.opts,
+        (family) => ofFamily(family).map((e) => this.rule('-A', e.target)),
+        (family) => {
+          // Declaring the chain flushed it: it now holds exactly this family's restored bans.
+          this.installed[family] = new Map(ofFamily(family).map((e) => [e.target, e]));
+        },
       );
-      this.installed.clear();
-      for (const [t, e] of byTarget) this.installed.set(t, e);
       this.startSweeper();
     });
   }
@@ -37,19 +49,15 @@ export class IptablesBackend extends CommandBackend implements FirewallBackend {
   banMany(entries: readonly BanEntry[]): Promise<void> {
     return this.serial(async () => {
       const now = this.now();
-      const fresh: BanEntry[] = [];
+      const fresh = new Map<string, BanEntry>();
       for (const e of validEntries(entries, this.log, this.metrics)) {
         if (expired(e, now)) continue;
+        const installed = this.installed[e.family];
         // Already there: only the end of the ban moves; no second rule.
-        if (!this.installed.has(e.target)) fresh.push(e);
-        this.installed.set(e.target, e);
+        if (installed.has(e.target)) installed.set(e.target, e);
+        else fresh.set(e.target, e);
       }
-      try {
-        await this.apply('ban', fresh, '-A');
-      } catch (err) {
-        for (const e of fresh) this.installed.delete(e.target);
-        throw err;
-      }
+      await this.apply('ban', [...fresh.values()], '-A', (e) => this.installed[e.family].set(e.target, e));
     });
   }
 
@@ -64,7 +72,7 @@ export class IptablesBackend extends CommandBackend implements FirewallBackend {
         const res = await this.runner.once('list', [XT[family].cmd, '-w', '-S', this.opts.chain]);
         if (res.code !== 0) continue;
         for (const target of parseChainTargets(res.stdout, this.opts.chain)) {
-          out.push({ target, family, expiresAt: this.installed.get(target)?.expiresAt ?? null });
+          out.push({ target, family, expiresAt: this.installed[family].get(target)?.expiresAt ?? null });
         }
       }
       return out;
@@ -77,23 +85,41 @@ export class IptablesBackend extends CommandBackend implements FirewallBackend {
     return this.serial(async () => {
       if (mode === 'flush') {
         await removeFrame(this.runner, this.opts.chain);
-        this.installed.clear();
+        for (const family of [4, 6] as const) this.installed[family].clear();
       }
     });
   }
 
   private remove(op: FirewallOp, entries: readonly BanEntry[]): Promise<void> {
-    const present = validEntries(entries, this.log, this.metrics).filter((e) => this.installed.has(e.target));
-    return this.apply(op, present, '-D').then(() => {
-      for (const e of present) this.installed.delete(e.target);
-    });
+    // Only what is installed: one `-D` of a missing rule fails its family's whole commit.
+    const present = validEntries(entries, this.log, this.metrics).filter((e) => this.installed[e.family].has(e.target));
+    return this.apply(op, present, '-D', (e) => this.installed[e.family].delete(e.target));
   }
 
-  private async apply(op: FirewallOp, entries: readonly BanEntry[], verb: '-A' | '-D'): Promise<void> {
+  /**
+   * One restore per family; `committed` records each entry once its family's restore succeeded.
+   * A failing family does not hold back the other (a broken ip6tables must not stop IPv4 bans
+   * or their expiry); the first error is thrown after both were tried, and the caller's retry
+   * redoes only what `installed` says is missing.
+   */
+  private async apply(
+    op: FirewallOp,
+    entries: readonly BanEntry[],
+    verb: '-A' | '-D',
+    committed: (e: BanEntry) => void,
+  ): Promise<void> {
+    const errors: unknown[] = [];
     for (const family of [4, 6] as const) {
-      const lines = entries.filter((e) => e.family === family).map((e) => this.rule(verb, e.target));
-      if (lines.length > 0) await restore(this.runner, family, op, ruleScript(lines));
+      const part = entries.filter((e) => e.family === family);
+      if (part.length === 0) continue;
+      try {
+        await restore(this.runner, family, op, ruleScript(part.map((e) => this.rule(verb, e.target))));
+        part.forEach(committed);
+      } catch (err) {
+        errors.push(err);
+      }
     }
+    if (errors.length > 0) throw errors[0];
   }
 
   private rule(verb: '-A' | '-D', target: string): string {
@@ -103,12 +129,21 @@ export class IptablesBackend extends CommandBackend implements FirewallBackend {
   private startSweeper(): void {
     if (this.sweeper) return;
     this.sweeper = setInterval(() => {
-      const now = this.now();
-      const due = [...this.installed.values()].filter((e) => expired(e, now));
-      if (due.length === 0) return;
-      this.serial(() => this.remove('expire', due)).catch((err: unknown) =>
-        this.log.error({ err, count: due.length }, 'iptables: removing expired bans failed; will retry'),
-      );
+      if (this.sweeping) return;
+      this.sweeping = true;
+      void this.serial(async () => {
+        // Decided when the sweep runs, not when it was queued: a re-ban queued before it may
+        // have moved the end of a ban that looked due at the tick.
+        const now = this.now();
+        const due = ([4, 6] as const).flatMap((f) => [...this.installed[f].values()]).filter((e) => expired(e, now));
+        try {
+          await this.remove('expire', due);
+        } catch (err) {
+          this.log.error({ err, count: due.length }, 'iptables: removing expired bans failed; will retry');
+        }
+      }).finally(() => {
+        this.sweeping = false;
+      });
     }, this.opts.expirySweepMs);
     this.sweeper.unref();
   }

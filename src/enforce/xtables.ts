@@ -95,15 +95,20 @@ export async function restore(runner: CommandRunner, family: Family, op: Firewal
   await runner.run(op, [XT[family].restore, '--noflush', '-w'], script);
 }
 
-/** Builds the frame for both families; `chainRules` gives the per-family rules of the chain. */
+/**
+ * Builds the frame for both families; `chainRules` gives the per-family rules of the chain, and
+ * `committed` hears of each family whose restore succeeded (the other may still fail).
+ */
 export async function startFrame(
   runner: CommandRunner,
   frame: XtFrame,
   chainRules: (family: Family) => string[],
+  committed?: (family: Family) => void,
 ): Promise<void> {
   for (const family of [4, 6] as const) {
     const old = existingJumps(await listInput(runner, family, 'start'), frame.chain);
     await restore(runner, family, 'start', startScript(frame, old, chainRules(family)));
+    committed?.(family);
   }
 }
 
