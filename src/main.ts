@@ -106,7 +106,8 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
   const gate = new TempfailGate((a) => engine.isBanned(a), cfg.milter.refused, buildRefusal(cfg.milter), tempfailMetrics);
 
   // Facts: sessions (milter) and log lines, joined by the correlator.
-  const index = new SessionIndex();
+  // Sessions opened before this start are unknown, however old the log lines read next are.
+  const index = new SessionIndex({ since: Date.now() });
   const correlator = new Correlator(
     { index, emit: (f) => engine.report(f), logger, metrics: correlateMetrics },
     { holdMs: cfg.correlate.holdMs, startGraceMs: cfg.correlate.startGraceMs },
@@ -134,6 +135,9 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
       if (session.queueId) index.queueIdChanged(session.id, session.queueId);
       index.mailIssued(session.id, Date.now());
       return CONTINUE;
+    },
+    onAbort(session) {
+      index.authReopened(session.id, Date.now());
     },
     onClose(session, reason) {
       index.closed(session.id, Date.now(), reason);

@@ -48,7 +48,7 @@ export const DEFAULT_CORRELATOR_OPTIONS: CorrelatorOptions = {
   pamDelayMs: 5_000,
   openSlackMs: 1_000,
   skewMs: 500,
-  startGraceMs: 300_000,
+  startGraceMs: 3_600_000,
   smtpServices: ['smtp'],
   maxHeld: 10_000,
   maxAttemptsPerSession: 64,
@@ -139,6 +139,12 @@ export class Correlator {
   /** Due lines with several candidates, waiting for a deciding line until they expire. */
   private waiting: HeldSasl[] = [];
   private readonly pendingPam = new Map<string, PendingPam>();
+  /**
+   * sendmail-class attempts of the last moments, of any session or none, oldest first: a SASL
+   * line that one of them reports is that attempt, whichever sessions time alone would suggest.
+   */
+  private recentSendmail: Attempt[] = [];
+  private recentHead = 0;
   private readonly noAddress = new Map<number, HeldNoAddress[]>();
   private noAddressCount = 0;
   private now = 0;
@@ -242,7 +248,7 @@ export class Correlator {
       case 'sendmail-no-mail':
       case 'sendmail-lost-input':
         if (s?.origin === 'log') this.index.close(s, rec.at, rec.kind);
-        if (rec.pid !== undefined) this.releaseNoAddress(rec.pid, rec.address, rec.at);
+        if (rec.pid !== undefined) this.releaseNoAddress(rec.pid, rec.queueId, rec.address, rec.at);
         this.decideWaiting();
         break;
       case 'sendmail-auth-success':
@@ -256,9 +262,11 @@ export class Correlator {
 
   private onConnect(rec: Extract<LogRecord, { kind: 'sendmail-connect' }>): void {
     if (rec.pid === undefined) return;
-    const live = this.index.openByPid(rec.pid);
-    if (live?.origin === 'milter') {
-      if (live.address !== null && live.address !== rec.address) this.mismatch(rec, live);
+    // The milter's session of this pid, still open or closed by now (the line can come late):
+    // a second, log-made session would never see its close and stay a candidate for long.
+    const known = this.index.byPidAt(rec.pid, rec.at, this.opts.openSlackMs + this.opts.skewMs);
+    if (known?.origin === 'milter') {
+      if (known.address !== null && known.address !== rec.address) this.mismatch(rec, known);
       return;
     }
     this.index.opened({ id: `${rec.pid}@${rec.at}`, address: rec.address, pid: rec.pid, at: rec.at }, 'log');
@@ -296,12 +304,17 @@ export class Correlator {
     this.noAddressCount++;
   }
 
-  private releaseNoAddress(pid: number, address: string, at: number): void {
+  private releaseNoAddress(pid: number, queueId: string | undefined, address: string, at: number): void {
     const list = this.noAddress.get(pid);
     if (!list) return;
-    this.noAddress.delete(pid);
-    this.noAddressCount -= list.length;
-    for (const h of list) {
+    // A held line of another queue id is another session of a reused pid: it stays held.
+    const other = (h: HeldNoAddress): boolean => h.queueId !== undefined && queueId !== undefined && h.queueId !== queueId;
+    const mine = list.filter((h) => !other(h));
+    const rest = list.filter(other);
+    if (rest.length > 0) this.noAddress.set(pid, rest);
+    else this.noAddress.delete(pid);
+    this.noAddressCount -= mine.length;
+    for (const h of mine) {
       if (h.obs.to < at - this.opts.holdMs) this.unresolved('no_address', h.obs.lines);
       else this.attachDetached(address, h.queueId ?? `${pid}@${Math.floor(h.obs.to / 1000)}`, h.obs);
     }
@@ -389,6 +402,13 @@ export class Correlator {
       this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
     }
+    // A SASL line is decided at most holdMs after its time: older sendmail attempts pair with nothing.
+    const horizon = this.now - this.opts.holdMs - this.opts.settleMs - this.opts.pairMs;
+    while (this.recentHead < this.recentSendmail.length && this.recentSendmail[this.recentHead]!.to < horizon) this.recentHead++;
+    if (this.recentHead > 1024 && this.recentHead * 2 > this.recentSendmail.length) {
+      this.recentSendmail = this.recentSendmail.slice(this.recentHead);
+      this.recentHead = 0;
+    }
     this.decideWaiting();
     this.deps.metrics?.held.set(this.heldCount);
   }
@@ -401,6 +421,13 @@ export class Correlator {
   /** Attributes a due line if exactly one session explains it; true when it is settled. */
   private decide(h: HeldSasl, final: boolean): boolean {
     const { obs } = h;
+    // sendmail's own line for this attempt names its session (by queue id, pid and address):
+    // that beats any reading of who was connected when.
+    const reported = this.reportedBySendmail(obs);
+    if (reported) {
+      this.corroborate(reported, obs);
+      return true;
+    }
     const candidates = this.index.authPhaseDuring(obs.from, obs.to, this.opts.openSlackMs, this.opts.skewMs);
     if (candidates.length === 0) {
       this.unresolved('no_session', obs.lines);
@@ -409,6 +436,11 @@ export class Correlator {
     const since = this.index.since;
     if (since === undefined || obs.from < since + this.opts.startGraceMs) {
       this.unresolved('start_grace', obs.lines);
+      return true;
+    }
+    const overflow = this.index.lastOverflow;
+    if (overflow !== undefined && obs.from <= overflow + this.index.maxOpenMs) {
+      this.unresolved('index_overflow', obs.lines);
       return true;
     }
     let chosen = candidates.length === 1 ? candidates[0] : undefined;
@@ -454,12 +486,36 @@ export class Correlator {
     return undefined;
   }
 
+  /** `obs` is another source's report of attempt `a`: counted once, already. */
+  private corroborate(a: Attempt, obs: Observation): void {
+    a.classes.add(obs.cls);
+    this.stats.corroborated++;
+    this.deps.metrics?.corroborated.inc({ source: obs.source });
+  }
+
+  /** A sendmail attempt of the last moments, not yet paired with a SASL line, that `obs` can be. */
+  private reportedBySendmail(obs: Observation): Attempt | undefined {
+    const pair = this.opts.pairMs;
+    // Newest first; lines come close to time order, so the scan stops a hold window back.
+    for (let i = this.recentSendmail.length - 1; i >= this.recentHead; i--) {
+      const a = this.recentSendmail[i]!;
+      if (a.to < obs.from - pair - this.opts.holdMs) break;
+      if (a.classes.has('sasl') || obs.from > a.to + pair || a.from > obs.to + pair) continue;
+      if (sameUser(a.user, obs.user)) return a;
+    }
+    return undefined;
+  }
+
+  private rememberSendmail(a: Attempt): void {
+    this.recentSendmail.push(a);
+    // Bounded by time (step() drops what no line can pair with any more) and by count.
+    if (this.recentSendmail.length - this.recentHead > this.opts.maxHeld) this.recentHead++;
+  }
+
   private attach(s: Session, obs: Observation): void {
     const same = this.findAttempt(s, obs);
     if (same) {
-      same.classes.add(obs.cls);
-      this.stats.corroborated++;
-      this.deps.metrics?.corroborated.inc({ source: obs.source });
+      this.corroborate(same, obs);
       return;
     }
     let st = this.sessions.get(s);
@@ -469,6 +525,7 @@ export class Correlator {
     }
     const a: Attempt = { n: ++st.count, from: obs.from, to: obs.to, classes: new Set([obs.cls]), ...(obs.user !== undefined ? { user: obs.user } : {}) };
     st.attempts.push(a);
+    if (obs.cls === 'sendmail') this.rememberSendmail(a);
     if (st.attempts.length > this.opts.maxAttemptsPerSession) st.attempts.shift();
     if (s.address === null) {
       // The attempt is remembered (so another source's line of it pairs here, not elsewhere)
@@ -500,6 +557,7 @@ export class Correlator {
     // Keys of a queue id only matter while that session lasts: the LRU keeps the map small.
     const n = (this.detached.get(base) ?? 0) + 1;
     this.detached.set(base, n);
+    this.rememberSendmail({ n, from: obs.from, to: obs.to, classes: new Set([obs.cls]), ...(obs.user !== undefined ? { user: obs.user } : {}) });
     this.emit({
       address,
       ...(obs.user !== undefined ? { user: obs.user } : {}),

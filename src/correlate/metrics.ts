@@ -13,7 +13,9 @@ export type UnattributedReason =
   /** Right after start sessions opened earlier are unknown, so the set of candidates is not complete. */
   | 'start_grace'
   /** Too many lines waiting for a decision. */
-  | 'overflow';
+  | 'overflow'
+  /** An open session was dropped for the index's size cap lately: it may be the one, unseen. */
+  | 'index_overflow';
 
 export interface CorrelateMetrics {
   readonly failures: Counter<'source'>;

@@ -50,10 +50,16 @@ export interface Session {
 export interface SessionIndexOptions {
   /** How long a closed session stays findable for late log lines, seconds. */
   readonly retainClosed: number;
-  /** A session with no close after this long is treated as gone (missed close), seconds. */
+  /** A session read from logs with no close after this long is treated as gone (a missed close), seconds. */
   readonly maxOpen: number;
   /** Upper bound on sessions remembered (open and recently closed). */
   readonly maxSessions: number;
+  /**
+   * When session tracking began (the daemon's start): sessions opened before it are unknown,
+   * whatever the times of the lines read since (a restart catches up on old lines). Absent:
+   * the first event's time (replay).
+   */
+  readonly since?: number;
 }
 
 export const DEFAULT_SESSION_INDEX_OPTIONS: SessionIndexOptions = {
@@ -83,13 +89,18 @@ export class SessionIndex {
   private clock = 0;
   private first: number | undefined;
   private lastOpenSweep = 0;
+  private overflow: number | undefined;
 
   constructor(options: Partial<SessionIndexOptions> = {}) {
     this.opts = { ...DEFAULT_SESSION_INDEX_OPTIONS, ...options };
+    this.first = this.opts.since;
     this.byRef = new LRUCache<string, Session>({
       max: this.opts.maxSessions,
       dispose: (s, _ref, reason) => {
-        if (reason !== 'set') this.forget(s);
+        if (reason === 'set') return;
+        // An open session pushed out by the cap may still be authenticating, unseen.
+        if (reason === 'evict' && s.closedAt === undefined) this.overflow = this.clock;
+        this.forget(s);
       },
     });
     this.byQueueId = new LRUCache<string, Session>({ max: this.opts.maxSessions * 2 });
@@ -145,6 +156,17 @@ export class SessionIndex {
     const s = this.byRef.get(`${origin}:${id}`);
     if (s) this.close(s, at, reason);
     return s;
+  }
+
+  /**
+   * The MTA dropped the transaction MAIL began (RSET): the client may authenticate again, so
+   * the session is taken to be in its AUTH phase for its whole life (more candidates can only
+   * make attribution by time refuse, never pick the wrong session).
+   */
+  authReopened(id: number | string, at: number, origin: SessionOrigin = 'milter'): void {
+    this.advance(at);
+    const s = this.byRef.get(`${origin}:${id}`);
+    if (s) delete s.authEndedAt;
   }
 
   /** Marks the end of a session's AUTH phase (MAIL issued, or AUTH succeeded). */
@@ -231,9 +253,19 @@ export class SessionIndex {
     if (this.clock - this.lastOpenSweep >= EXPIRE_EVERY_MS) this.expire();
   }
 
-  /** Time of the first event: sessions opened before it are unknown to the index. */
+  /** When tracking began (the `since` option, else the first event): earlier sessions are unknown. */
   get since(): number | undefined {
     return this.first;
+  }
+
+  /** When an open session last had to be dropped for the size cap (it may still be live, unseen). */
+  get lastOverflow(): number | undefined {
+    return this.overflow;
+  }
+
+  /** How long a session may stay open before the index treats it as gone, ms. */
+  get maxOpenMs(): number {
+    return this.opts.maxOpen * 1000;
   }
 
   /** Drops closed sessions past retention and closes sessions open beyond maxOpen. */
@@ -254,9 +286,10 @@ export class SessionIndex {
     // that does not re-enter.)
     if (this.clock - this.lastOpenSweep < EXPIRE_EVERY_MS) return;
     this.lastOpenSweep = this.clock;
-    const maxOpenMs = this.opts.maxOpen * 1000;
+    // Only sessions read from logs can miss their close; the milter reports every close itself.
+    const maxOpenMs = this.maxOpenMs;
     for (const s of this.open) {
-      if (s.openedAt < this.clock - maxOpenMs) this.close(s, s.openedAt + maxOpenMs, 'expired');
+      if (s.origin === 'log' && s.openedAt < this.clock - maxOpenMs) this.close(s, s.openedAt + maxOpenMs, 'expired');
     }
   }
 

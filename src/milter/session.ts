@@ -271,6 +271,10 @@ export class MilterConnection {
         return;
       case 'abort':
         s.macros.clearMessage();
+        if (s.mailIssued) {
+          s.mailIssued = false;
+          if (s.delivered) this.notify('onAbort', () => this.opts.handler.onAbort?.(s));
+        }
         return;
       case 'quit':
         this.shutdown('quit');
@@ -403,12 +407,16 @@ export class MilterConnection {
     if (this.opts.logger.isLevelEnabled('debug')) {
       this.opts.logger.debug({ session: s.id, remote: this.describeRemote(), reason }, 'milter session end');
     }
-    if (!s.delivered || !this.opts.handler.onClose) return;
+    if (s.delivered) this.notify('onClose', () => this.opts.handler.onClose?.(s, reason));
+  }
+
+  /** Runs a notification handler (no reply owed): a throw is logged and counted, never fatal. */
+  private notify(what: 'onAbort' | 'onClose', run: () => void): void {
     try {
-      this.opts.handler.onClose(s, reason);
+      run();
     } catch (err) {
       this.opts.metrics?.handlerErrors.inc();
-      this.opts.logger.error({ session: s.id, err }, 'milter onClose handler failed');
+      this.opts.logger.error({ session: this.state.id, err }, `milter ${what} handler failed`);
     }
   }
 }

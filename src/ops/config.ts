@@ -155,7 +155,7 @@ export const CONFIG_SCHEMA: Spec = {
       doc: 'Join rules between log lines and sessions.',
       fields: {
         holdMs: num(10000, 'How long a line that two sessions could explain waits for a later line to decide it.', 0, 600000, 'milliseconds'),
-        startGraceMs: num(300000, 'After start, how long saslauthd/PAM lines (which carry no address) wait before they are attributed by time: sessions opened before authban started are unknown to it. 0 when sendmail starts after authban.', 0, 3600000, 'milliseconds'),
+        startGraceMs: num(3600000, 'After start, how long saslauthd/PAM lines (which carry no address) are not attributed by time: sessions opened before authban started are unknown to it and can last as long as sendmail lets them. Lines sendmail itself reports are joined by key all the same. 0 when sendmail starts after authban.', 0, 86400000, 'milliseconds'),
       },
     },
     enforce: {

@@ -224,7 +224,7 @@ test('address mismatch between a sendmail line and its session: counted and drop
   assert.equal(c.stats.addressMismatch, 1);
 });
 
-test('without sessions (LogLevel 9, no milter): sendmail lines stand alone, SASL lines are unattributable', () => {
+test('without sessions (LogLevel 9, no milter): sendmail lines stand alone; a SASL line is the attempt sendmail reported', () => {
   const { c, out, feed, unresolved } = setup();
   feed(pam(100, sec(0)));
   feed(sasl(100, sec(2)));
@@ -235,7 +235,8 @@ test('without sessions (LogLevel 9, no milter): sendmail lines stand alone, SASL
     ['203.0.113.13', `${qidOf(14021)}#1`],
     ['203.0.113.13', `${qidOf(14021)}#2`],
   ]);
-  assert.deepEqual(unresolved, ['no_session']);
+  assert.deepEqual(unresolved, []);
+  assert.equal(c.stats.corroborated, 1, 'the pam + saslauthd attempt pairs with sendmail\'s first line, counted once');
 });
 
 test('8.12 style AUTH failure without relay= waits for its pid\'s line that names the address', () => {

@@ -58,7 +58,7 @@ test('sessions of unknown address (milter family unix / unknown) are indexed wit
   assert.deepEqual(idx.authPhaseDuring(T0 + 2000, T0 + 2000, 1000, 0), [s]);
 });
 
-test('milter events and ticks alone (no SASL line ever) keep the index bounded', () => {
+test('sessions from log lines and ticks alone (no SASL line ever) keep the index bounded', () => {
   const idx = new SessionIndex({ retainClosed: 60, maxOpen: 600 });
   const c = new Correlator({ index: idx, emit: () => assert.fail('nothing to emit') }, { startGraceMs: 0 });
   const at = (s: number): number => T0 + s * 1000;
@@ -71,8 +71,8 @@ test('milter events and ticks alone (no SASL line ever) keep the index bounded',
   for (let t = 0; t < 2000; t++) {
     for (let k = 0; k < 10; k++) {
       id++;
-      idx.opened({ id, address: `198.51.100.${(id % 200) + 1}`, pid: 10_000 + (id % 30_000), at: at(t) + k * 100 });
-      if (id > 20 && (id - 20) % 50 !== 0) idx.closed(id - 20, at(t) + k * 100, 'quit');
+      idx.opened({ id, address: `198.51.100.${(id % 200) + 1}`, pid: 10_000 + (id % 30_000), at: at(t) + k * 100 }, 'log');
+      if (id > 20 && (id - 20) % 50 !== 0) idx.closed(id - 20, at(t) + k * 100, 'quit', 'log');
     }
     c.tick(at(t) + 999);
     maxSize = Math.max(maxSize, idx.size);
@@ -96,23 +96,26 @@ test('milter events and ticks alone (no SASL line ever) keep the index bounded',
   assert.ok(idx.closedQueueLength <= 1100, `closed queue compacted (${idx.closedQueueLength})`);
 });
 
-test('ticks alone: a closed session is dropped after retainClosed, an open one closed after maxOpen', () => {
+test('ticks alone: a closed session is dropped after retainClosed, an open log-made one closed after maxOpen, a milter one never', () => {
   const idx = new SessionIndex({ retainClosed: 60, maxOpen: 600 });
   const c = new Correlator({ index: idx, emit: () => assert.fail('nothing to emit') }, { startGraceMs: 0 });
   idx.opened({ id: 1, address: '203.0.113.7', pid: 801, queueId: 'AAAAAAAA000801', at: T0 });
-  idx.opened({ id: 2, pid: 802, queueId: 'AAAAAAAA000802', at: T0 });
+  idx.opened({ id: 2, pid: 802, queueId: 'AAAAAAAA000802', at: T0 }, 'log');
+  // The milter reports every close itself: its open session may be a long, slow one.
+  idx.opened({ id: 3, address: '203.0.113.8', pid: 803, queueId: 'AAAAAAAA000803', at: T0 + 1000 });
   idx.closed(1, T0 + 2000, 'quit');
   c.tick(T0 + 61_000);
   assert.equal(idx.byQueue('AAAAAAAA000801')?.ref, 'milter:1', 'still within retainClosed');
   c.tick(T0 + 63_000);
   assert.equal(idx.byQueue('AAAAAAAA000801'), undefined);
   assert.equal(idx.byPidAt(801, T0 + 1000, 1000), undefined);
-  assert.equal(idx.size, 1);
-  assert.equal(idx.openCount, 1);
+  assert.equal(idx.size, 2);
+  assert.equal(idx.openCount, 2);
   c.tick(T0 + 601_000);
-  assert.equal(idx.openCount, 0);
+  assert.equal(idx.openCount, 1);
   assert.equal(idx.byQueue('AAAAAAAA000802')?.closeReason, 'expired');
   c.tick(T0 + 662_000);
-  assert.equal(idx.size, 0);
+  assert.equal(idx.size, 1);
   assert.equal(idx.byQueue('AAAAAAAA000802'), undefined);
+  assert.equal(idx.byQueue('AAAAAAAA000803')?.closedAt, undefined, 'the milter session is still open');
 });
