@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { parseHostPort } from '../core/address.js';
 import type { LogsMetrics } from './metrics.js';
@@ -34,6 +35,9 @@ export interface LogInputsDeps {
 }
 
 const SAVE_POSITIONS_MS = 2000;
+/** Matched lines remembered to drop a second input's copy, and for how long (inputs lag each other by seconds at most). */
+const RECENT_LINES = 10_000;
+const RECENT_LINES_MS = 120_000;
 
 /** Positions saved by an earlier run; a missing or unreadable file means none (logged). */
 function loadPositions(file: string, logger: Logger): Map<string, FilePosition> {
@@ -81,9 +85,26 @@ export class LogInputs {
   private saver: NodeJS.Timeout | null = null;
   /** Saves run one after another: two writers of one file could leave it half written. */
   private saving: Promise<void> = Promise.resolve();
+  /**
+   * Matched lines of the last minutes, by what they say (program, pid, time, message), with the
+   * input that delivered them: Debian's rsyslog writes mail lines to both mail.log and syslog,
+   * and a file plus a syslog listener can carry the same line too. Counted twice, one attempt
+   * would ban early. The same line twice from one input is two events, and both count.
+   */
+  private readonly recent = new LRUCache<string, string>({ max: RECENT_LINES, ttl: RECENT_LINES_MS });
   private readonly onLine = (src: SourceLine): void => {
     const r = this.parse(src);
-    if (r.outcome === 'matched') this.deps.onRecord(r.record, src);
+    if (r.outcome !== 'matched') return;
+    const h = r.header;
+    // Whole seconds: one input may carry fractions (RFC 5424) where the other has none (BSD).
+    const key = `${h.program}[${h.pid ?? ''}]${Math.floor(h.at / 1000)} ${h.message}`;
+    const seenFrom = this.recent.get(key);
+    if (seenFrom !== undefined && seenFrom !== src.origin) {
+      this.deps.metrics?.duplicates.inc();
+      return;
+    }
+    this.recent.set(key, src.origin);
+    this.deps.onRecord(r.record, src);
   };
 
   private constructor(private readonly deps: LogInputsDeps) {

@@ -14,6 +14,8 @@ export interface LogsMetrics {
   readonly overlongLines: Counter<'source'>;
   readonly rotations: Counter<'kind'>;
   readonly sourceErrors: Counter<'source'>;
+  /** Matched lines already read from another input (the same line in two files, or a file and syslog). */
+  readonly duplicates: Counter;
 }
 
 export function createLogsMetrics(registry: Registry): LogsMetrics {
@@ -52,6 +54,11 @@ export function createLogsMetrics(registry: Registry): LogsMetrics {
       name: 'authban_log_rotations_total',
       help: 'Followed files replaced (rename) or truncated (copytruncate)',
       labelNames: ['kind'],
+      registers,
+    }),
+    duplicates: new Counter({
+      name: 'authban_log_lines_duplicate_total',
+      help: 'Matched lines dropped because another input had delivered the same line (e.g. sendmail lines in both mail.log and syslog)',
       registers,
     }),
     sourceErrors: new Counter({

@@ -1,15 +1,18 @@
 /**
- * A reload of the log inputs that cannot bind its new syslog listeners keeps the old ones
- * serving (whether or not the new config reuses their addresses), and still applies the
- * other inputs' changes. Real sockets on loopback.
+ * The log inputs as a whole: a line two inputs both deliver counts once; a reload that cannot
+ * bind its new syslog listeners keeps the old ones serving (whether or not the new config
+ * reuses their addresses), and still applies the other inputs' changes. Real files and real
+ * sockets on loopback.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import pino from 'pino';
+import { Registry } from 'prom-client';
+import { createLogsMetrics } from '../../src/logs/metrics.js';
 import { LogInputs, type LogInputsConfig } from '../../src/logs/inputs.js';
 import { testDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -109,4 +112,31 @@ test('reload: a move to a busy port fails; the old listener serves on; the journ
   await send(udp, 3);
   await waitFor(() => addresses.length === 1, 5000, 'a datagram on the old port');
   assert.deepEqual(addresses, ['198.51.100.3']);
+});
+
+test('a line both mail.log and syslog carry counts once; the same line twice in one file counts twice', async (t) => {
+  const dir = testDir(t);
+  const mail = join(dir, 'mail.log');
+  const syslog = join(dir, 'syslog');
+  writeFileSync(mail, '');
+  writeFileSync(syslog, '');
+  const registry = new Registry();
+  const metrics = createLogsMetrics(registry);
+  const got: string[] = [];
+  const inputs = await LogInputs.start(
+    { ...BASE, files: [{ path: mail, fromStart: true }, { path: syslog, fromStart: true }] },
+    { logger: pino({ level: 'silent' }), metrics, onRecord: (_r, src) => got.push(src.origin) },
+  );
+  t.after(() => inputs.stop());
+  const fail = (pid: number): string => `Nov 26 10:00:00 mx sm-mta[${pid}]: 6AQA0000${String(pid).padStart(6, '0')}: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=admin, relay=[198.51.100.9]\n`;
+  // Debian's rsyslog writes mail.* to both files; one client retrying fast gives two equal lines.
+  for (const line of [fail(41001), fail(41002), fail(41002)]) {
+    appendFileSync(mail, line);
+    appendFileSync(syslog, line);
+  }
+  const duplicates = async (): Promise<number> => (await registry.getSingleMetric('authban_log_lines_duplicate_total')!.get()).values[0]?.value ?? 0;
+  await waitFor(() => got.length >= 3, 5000, 'three lines');
+  for (let i = 0; i < 100 && (await duplicates()) < 3; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await duplicates(), 3, 'each line of the second file dropped as a copy');
+  assert.equal(got.length, 3);
 });
