@@ -16,7 +16,7 @@ import { SessionIndex, type SessionIndexOptions } from '../../../src/correlate/s
 
 const T0 = Date.UTC(2026, 10, 25, 17, 0, 0);
 const A = '198.51.100.66';
-const V = '192.0.2.10';
+const V = '203.0.113.10';
 const A_PID = 12345;
 const V_PID = 12399;
 const SASL_WORKER = 900;
@@ -50,7 +50,7 @@ function rig(indexOptions: Partial<SessionIndexOptions> = {}, options: Partial<C
     if (r.outcome !== 'matched') assert.fail(`test line not parsed (${r.outcome}): ${line}`);
     c.onRecord(r.record, { line, origin: 'test', receivedAt: at });
   };
-  // The milter's events, straight into the index as the lead wires them.
+  // The milter's events, straight into the index as main.ts wires them.
   const open = (id: number, pid: number, address: string, at: number): void => {
     index.opened({ id, pid, address, queueId: qidOf(pid), at });
   };
