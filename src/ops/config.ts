@@ -14,6 +14,9 @@ export interface Config {
     shutdownGraceMs: number;
     refuseText: string;
     refused: string[];
+    maxConnections: number;
+    negotiationTimeoutMs: number;
+    idleTimeoutMs: number;
   };
   bans: {
     findtime: number;
@@ -86,6 +89,9 @@ export const CONFIG_SCHEMA: Spec = {
         shutdownGraceMs: num(5000, 'On SIGTERM, how long open milter sessions may run before they are closed.', 0, 60000, 'milliseconds'),
         refuseText: str('Too many failed authentication attempts, try again later', 'Text of the 421 4.7.1 reply to a banned address (sendmail shows its own text to the client; this one is logged).', (v) => (/^[\x20-\x7e]{1,200}$/.test(v) ? null : 'expected 1 to 200 printable ASCII characters')),
         refused: { kind: 'array', default: [], of: str('', 'address or network', checkCidr), doc: 'Addresses or networks always answered 421 at connect, besides the ban table.' },
+        maxConnections: num(4096, 'Milter connections open at once, per listener (sendmail opens one per SMTP session); more are closed and counted.', 1, 1000000, 'connections'),
+        negotiationTimeoutMs: num(30000, 'A connection that has not negotiated (OPTNEG) this long is closed; sendmail negotiates right after connecting.', 1000, 600000, 'milliseconds'),
+        idleTimeoutMs: num(7200000, 'A negotiated connection silent this long is closed; longer than any SMTP timeout of sendmail.', 60000, 86400000, 'milliseconds'),
       },
     },
     bans: {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { controlRequest } from '../../src/ops/control-client.js';
 import { cli, removeDir, startDaemon, tempDir, testConfig } from '../helpers/daemon.js';
@@ -207,4 +207,25 @@ test('a log file dropped and added back by two reloads goes on where it was: no 
   fail(4);
   const ban = await d.waitForLog((l) => l.event === 'ban', 10000);
   assert.equal(ban.failures, 4);
+});
+
+test('the milter limits in the config reach the daemon: a client that never negotiates is closed and counted', async (t) => {
+  const dir = tempDir();
+  const d = await startDaemon(dir, testConfig(dir, { milter: { negotiationTimeoutMs: 1000 } }));
+  t.after(async () => {
+    await d.kill();
+    removeDir(dir);
+  });
+  const sock = connect(d.milterPort, '127.0.0.1');
+  const closed = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 15_000);
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    sock.on('error', () => undefined);
+  });
+  sock.destroy();
+  assert.equal(closed, true, 'a silent milter connection is closed after negotiationTimeoutMs');
+  assert.equal(sample(await scrape(d.metricsAddress!), 'authban_milter_connections_dropped_total{reason="negotiation_timeout"}'), 1);
 });
