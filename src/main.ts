@@ -131,9 +131,10 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
       if (session.queueId) index.queueIdChanged(session.id, session.queueId);
       return CONTINUE;
     },
-    onMail(session) {
+    onMail(session, _sender, _args, auth) {
       if (session.queueId) index.queueIdChanged(session.id, session.queueId);
-      index.mailIssued(session.id, Date.now());
+      // {auth_authen} at MAIL: this client has authenticated; no RSET lets it fail an AUTH again.
+      index.mailIssued(session.id, Date.now(), 'milter', auth.authAuthen !== undefined);
       return CONTINUE;
     },
     onAbort(session) {

@@ -252,7 +252,7 @@ export class Correlator {
         this.decideWaiting();
         break;
       case 'sendmail-auth-success':
-        if (s) this.index.endAuth(s, rec.at);
+        if (s) this.index.authSucceeded(s, rec.at);
         break;
       case 'sendmail-attack':
         // sendmail's own summary of failures already counted one by one.
@@ -424,6 +424,12 @@ export class Correlator {
     // sendmail's own line for this attempt names its session (by queue id, pid and address):
     // that beats any reading of who was connected when.
     const reported = this.reportedBySendmail(obs);
+    if (reported === 'one of several') {
+      // Counted already, whichever it was; taking one would leave another's own line unpaired.
+      this.stats.corroborated++;
+      this.deps.metrics?.corroborated.inc({ source: obs.source });
+      return true;
+    }
     if (reported) {
       this.corroborate(reported, obs);
       return true;
@@ -438,8 +444,7 @@ export class Correlator {
       this.unresolved('start_grace', obs.lines);
       return true;
     }
-    const overflow = this.index.lastOverflow;
-    if (overflow !== undefined && obs.from <= overflow + this.index.maxOpenMs) {
+    if (this.index.lostOpenSessions > 0) {
       this.unresolved('index_overflow', obs.lines);
       return true;
     }
@@ -493,17 +498,32 @@ export class Correlator {
     this.deps.metrics?.corroborated.inc({ source: obs.source });
   }
 
-  /** A sendmail attempt of the last moments, not yet paired with a SASL line, that `obs` can be. */
-  private reportedBySendmail(obs: Observation): Attempt | undefined {
+  /**
+   * The sendmail attempt of the last moments, not yet paired with a SASL line, that `obs` is
+   * another report of: the one naming the user exactly before one naming it with or without a
+   * realm, then the nearest in time. A line naming no user (`check pass; user unknown`) fits any
+   * of them: with several, it is 'one of several'.
+   */
+  private reportedBySendmail(obs: Observation): Attempt | 'one of several' | undefined {
     const pair = this.opts.pairMs;
-    // Newest first; lines come close to time order, so the scan stops a hold window back.
-    for (let i = this.recentSendmail.length - 1; i >= this.recentHead; i--) {
+    let best: Attempt | undefined;
+    let bestExact = false;
+    let bestGap = Infinity;
+    let fits = 0;
+    // The whole list (bounded by time and count): inputs can deliver lines out of order.
+    for (let i = this.recentHead; i < this.recentSendmail.length; i++) {
       const a = this.recentSendmail[i]!;
-      if (a.to < obs.from - pair - this.opts.holdMs) break;
-      if (a.classes.has('sasl') || obs.from > a.to + pair || a.from > obs.to + pair) continue;
-      if (sameUser(a.user, obs.user)) return a;
+      if (a.classes.has('sasl') || obs.from > a.to + pair || a.from > obs.to + pair || !sameUser(a.user, obs.user)) continue;
+      fits++;
+      const exact = a.user !== undefined && a.user === obs.user;
+      const gap = Math.abs(a.to - obs.to);
+      if ((exact && !bestExact) || (exact === bestExact && gap < bestGap)) {
+        best = a;
+        bestExact = exact;
+        bestGap = gap;
+      }
     }
-    return undefined;
+    return obs.user === undefined && fits > 1 ? 'one of several' : best;
   }
 
   private rememberSendmail(a: Attempt): void {

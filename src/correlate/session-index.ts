@@ -41,8 +41,13 @@ export interface Session {
   readonly pid?: number;
   readonly openedAt: number;
   queueIds: string[];
-  /** MAIL seen (milter) or AUTH success logged: the session can no longer fail an AUTH. */
-  authEndedAt?: number;
+  /**
+   * Spans in which the session could not be authenticating: from MAIL (milter) or a logged AUTH
+   * success to an RSET that dropped the transaction (open-ended: Infinity). Oldest first.
+   */
+  noAuth: [from: number, to: number][];
+  /** AUTH succeeded: no later AUTH can fail in this session, whatever RSET does. */
+  authenticated?: true;
   closedAt?: number;
   closeReason?: string;
 }
@@ -70,6 +75,8 @@ export const DEFAULT_SESSION_INDEX_OPTIONS: SessionIndexOptions = {
 
 /** A sendmail session keeps at most this many queue ids (RSET / HELO give new ones). */
 const MAX_QUEUE_IDS = 16;
+/** A session keeps at most this many no-AUTH spans (dropping the oldest only adds candidates). */
+const MAX_NO_AUTH_SPANS = 16;
 
 /** How often (index clock) expiry runs on its own, without a query. */
 const EXPIRE_EVERY_MS = 1000;
@@ -89,7 +96,11 @@ export class SessionIndex {
   private clock = 0;
   private first: number | undefined;
   private lastOpenSweep = 0;
-  private overflow: number | undefined;
+  /**
+   * Open sessions pushed out by the size cap, until their close is known (milter) or they
+   * would have been taken as gone (log): while any is left, someone unseen may be authenticating.
+   */
+  private readonly evictedOpen = new Map<string, { readonly origin: SessionOrigin; readonly openedAt: number }>();
 
   constructor(options: Partial<SessionIndexOptions> = {}) {
     this.opts = { ...DEFAULT_SESSION_INDEX_OPTIONS, ...options };
@@ -99,7 +110,11 @@ export class SessionIndex {
       dispose: (s, _ref, reason) => {
         if (reason === 'set') return;
         // An open session pushed out by the cap may still be authenticating, unseen.
-        if (reason === 'evict' && s.closedAt === undefined) this.overflow = this.clock;
+        if (reason === 'evict' && s.closedAt === undefined) {
+          this.evictedOpen.set(s.ref, { origin: s.origin, openedAt: s.openedAt });
+          // Bounded like the index; dropping the oldest still leaves the refusal in force.
+          if (this.evictedOpen.size > this.opts.maxSessions) this.evictedOpen.delete(this.evictedOpen.keys().next().value!);
+        }
         this.forget(s);
       },
     });
@@ -128,6 +143,7 @@ export class SessionIndex {
       address: ev.address ?? null,
       openedAt: ev.at,
       queueIds: [],
+      noAuth: [],
       ...(ev.port !== undefined ? { port: ev.port } : {}),
       ...(ev.pid !== undefined ? { pid: ev.pid } : {}),
     };
@@ -147,32 +163,50 @@ export class SessionIndex {
     if (s) this.addQueueId(s, queueId);
   }
 
-  mailIssued(id: number | string, at: number, origin: SessionOrigin = 'milter'): void {
+  /** MAIL: no AUTH in this session until an RSET drops the transaction; for good if `authenticated`. */
+  mailIssued(id: number | string, at: number, origin: SessionOrigin = 'milter', authenticated = false): void {
     const s = this.byRef.get(`${origin}:${id}`);
-    if (s) this.endAuth(s, at);
+    if (!s) return;
+    if (authenticated) s.authenticated = true;
+    this.endAuth(s, at);
   }
 
   closed(id: number | string, at: number, reason: string, origin: SessionOrigin = 'milter'): Session | undefined {
-    const s = this.byRef.get(`${origin}:${id}`);
+    const ref = `${origin}:${id}`;
+    const s = this.byRef.get(ref);
     if (s) this.close(s, at, reason);
+    else this.evictedOpen.delete(ref);
     return s;
   }
 
   /**
-   * The MTA dropped the transaction MAIL began (RSET): the client may authenticate again, so
-   * the session is taken to be in its AUTH phase for its whole life (more candidates can only
-   * make attribution by time refuse, never pick the wrong session).
+   * The MTA dropped the transaction MAIL began (RSET): a client that has not authenticated may
+   * try AUTH again, so from `at` on the session is a candidate once more.
    */
   authReopened(id: number | string, at: number, origin: SessionOrigin = 'milter'): void {
     this.advance(at);
     const s = this.byRef.get(`${origin}:${id}`);
-    if (s) delete s.authEndedAt;
+    const last = s?.noAuth[s.noAuth.length - 1];
+    if (s && !s.authenticated && last && last[1] === Infinity && at >= last[0]) last[1] = at;
+  }
+
+  /** sendmail logged the session's AUTH success: its AUTH phase is over for good. */
+  authSucceeded(s: Session, at: number): void {
+    s.authenticated = true;
+    this.endAuth(s, at);
   }
 
   /** Marks the end of a session's AUTH phase (MAIL issued, or AUTH succeeded). */
-  endAuth(s: Session, at: number): void {
+  private endAuth(s: Session, at: number): void {
     this.advance(at);
-    if (s.authEndedAt === undefined || at < s.authEndedAt) s.authEndedAt = at;
+    const last = s.noAuth[s.noAuth.length - 1];
+    if (last && last[1] === Infinity) {
+      // Already ended: an earlier end (lines out of order) only widens the span.
+      if (at < last[0]) last[0] = at;
+      return;
+    }
+    s.noAuth.push([at, Infinity]);
+    if (s.noAuth.length > MAX_NO_AUTH_SPANS) s.noAuth.shift();
   }
 
   close(s: Session, at: number, reason: string): void {
@@ -221,7 +255,7 @@ export class SessionIndex {
     const test = (s: Session): void => {
       if (s.openedAt > from + openSlackMs + skewMs) return;
       if (s.closedAt !== undefined && s.closedAt < to - skewMs) return;
-      if (s.authEndedAt !== undefined && s.authEndedAt < to - skewMs) return;
+      if (s.noAuth.some(([a, b]) => a < to - skewMs && to + skewMs < b)) return;
       out.push(s);
     };
     for (const s of this.open) test(s);
@@ -258,14 +292,9 @@ export class SessionIndex {
     return this.first;
   }
 
-  /** When an open session last had to be dropped for the size cap (it may still be live, unseen). */
-  get lastOverflow(): number | undefined {
-    return this.overflow;
-  }
-
-  /** How long a session may stay open before the index treats it as gone, ms. */
-  get maxOpenMs(): number {
-    return this.opts.maxOpen * 1000;
+  /** Open sessions dropped for the size cap and not known to be over: someone unseen may be authenticating. */
+  get lostOpenSessions(): number {
+    return this.evictedOpen.size;
   }
 
   /** Drops closed sessions past retention and closes sessions open beyond maxOpen. */
@@ -287,7 +316,10 @@ export class SessionIndex {
     if (this.clock - this.lastOpenSweep < EXPIRE_EVERY_MS) return;
     this.lastOpenSweep = this.clock;
     // Only sessions read from logs can miss their close; the milter reports every close itself.
-    const maxOpenMs = this.maxOpenMs;
+    const maxOpenMs = this.opts.maxOpen * 1000;
+    for (const [ref, e] of this.evictedOpen) {
+      if (e.origin === 'log' && e.openedAt < this.clock - maxOpenMs) this.evictedOpen.delete(ref);
+    }
     for (const s of this.open) {
       if (s.origin === 'log' && s.openedAt < this.clock - maxOpenMs) this.close(s, s.openedAt + maxOpenMs, 'expired');
     }

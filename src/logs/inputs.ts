@@ -86,24 +86,30 @@ export class LogInputs {
   /** Saves run one after another: two writers of one file could leave it half written. */
   private saving: Promise<void> = Promise.resolve();
   /**
-   * Matched lines of the last minutes, by what they say (program, pid, time, message), with the
-   * input that delivered them: Debian's rsyslog writes mail lines to both mail.log and syslog,
-   * and a file plus a syslog listener can carry the same line too. Counted twice, one attempt
-   * would ban early. The same line twice from one input is two events, and both count.
+   * Matched lines of the last minutes, by what they say (program, pid, time, message), with how
+   * often each input delivered them: Debian's rsyslog writes mail lines to both mail.log and
+   * syslog, and a file plus a syslog listener can carry the same line too. Counted twice, one
+   * attempt would ban early. An input's nth copy is dropped when another input has delivered
+   * n already; so the same line twice from one input (two events) counts twice, even when
+   * another input lost one of them.
    */
-  private readonly recent = new LRUCache<string, string>({ max: RECENT_LINES, ttl: RECENT_LINES_MS });
+  private readonly recent = new LRUCache<string, Map<string, number>>({ max: RECENT_LINES, ttl: RECENT_LINES_MS });
   private readonly onLine = (src: SourceLine): void => {
     const r = this.parse(src);
     if (r.outcome !== 'matched') return;
     const h = r.header;
     // Whole seconds: one input may carry fractions (RFC 5424) where the other has none (BSD).
     const key = `${h.program}[${h.pid ?? ''}]${Math.floor(h.at / 1000)} ${h.message}`;
-    const seenFrom = this.recent.get(key);
-    if (seenFrom !== undefined && seenFrom !== src.origin) {
-      this.deps.metrics?.duplicates.inc();
-      return;
+    const copies = this.recent.get(key) ?? new Map<string, number>();
+    const mine = (copies.get(src.origin) ?? 0) + 1;
+    copies.set(src.origin, mine);
+    this.recent.set(key, copies);
+    for (const [origin, n] of copies) {
+      if (origin !== src.origin && n >= mine) {
+        this.deps.metrics?.duplicates.inc();
+        return;
+      }
     }
-    this.recent.set(key, src.origin);
     this.deps.onRecord(r.record, src);
   };
 

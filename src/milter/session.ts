@@ -276,6 +276,11 @@ export class MilterConnection {
           if (s.delivered) this.notify('onAbort', () => this.opts.handler.onAbort?.(s));
         }
         return;
+      case 'eob':
+        // The message is done: an RSET after it drops no transaction begun by MAIL.
+        s.mailIssued = false;
+        if (needsReply(item.code, this.protocol)) this.send(CONTINUE_FRAME, 'continue', item.at);
+        return;
       case 'quit':
         this.shutdown('quit');
         this.transport.end();
@@ -285,7 +290,7 @@ export class MilterConnection {
         this.state = new SessionState();
         return;
       default:
-        // data, header, eoh, body, eob, unknown: nothing for authban to decide.
+        // data, header, eoh, body, unknown: nothing for authban to decide.
         if (needsReply(item.code, this.protocol)) this.send(CONTINUE_FRAME, 'continue', item.at);
     }
   }

@@ -114,7 +114,7 @@ test('reload: a move to a busy port fails; the old listener serves on; the journ
   assert.deepEqual(addresses, ['198.51.100.3']);
 });
 
-test('a line both mail.log and syslog carry counts once; the same line twice in one file counts twice', async (t) => {
+test('a line both mail.log and syslog carry counts once; the same line twice in one input counts twice, even if the other input lost one', async (t) => {
   const dir = testDir(t);
   const mail = join(dir, 'mail.log');
   const syslog = join(dir, 'syslog');
@@ -139,4 +139,13 @@ test('a line both mail.log and syslog carry counts once; the same line twice in 
   for (let i = 0; i < 100 && (await duplicates()) < 3; i++) await new Promise((r) => setTimeout(r, 50));
   assert.equal(await duplicates(), 3, 'each line of the second file dropped as a copy');
   assert.equal(got.length, 3);
+
+  // Two equal events of which one input lost one: the other input's second copy is an event.
+  appendFileSync(mail, fail(41003));
+  appendFileSync(syslog, fail(41003));
+  appendFileSync(syslog, fail(41003));
+  await waitFor(() => got.length >= 5, 5000, 'both events of 41003');
+  for (let i = 0; i < 100 && (await duplicates()) < 4; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(got.length, 5);
+  assert.equal(await duplicates(), 4);
 });

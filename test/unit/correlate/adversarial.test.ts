@@ -264,3 +264,118 @@ test('PAM-only s5: a `connect from` line of a pid the milter already tracks open
   r.c.flush();
   assert.deepEqual(r.blamed(V), [], 'V, gone 20 minutes ago, must never be blamed');
 });
+
+// ---- pairing: which sendmail report a SASL line is ---------------------------------------
+
+const saslRealmLine = (user: string, realm: string, worker: number): string =>
+  `saslauthd[${worker}]: do_auth         : auth failure: [user=${user}] [service=smtp] [realm=${realm}] [mech=pam] [reason=PAM auth error]`;
+const unknownUserLine = (worker: number): string => `saslauthd[${worker}]: pam_unix(smtp:auth): check pass; user unknown`;
+const pamFailLine = (user: string, worker: number): string =>
+  `saslauthd[${worker}]: pam_unix(smtp:auth): authentication failure; logname= uid=0 euid=0 tty= ruser= rhost=  user=${user}`;
+
+test('pairing: a SASL line takes the sendmail report naming its user exactly, so V\'s one typo counts once', () => {
+  const r = rig();
+  r.c.tick(T0);
+  const t = T0 + 400_000;
+  r.open(2, V_PID, V, t - 30_000);
+  // A fails as bob@evil and leaves; a second later V mistypes its password as bob.
+  r.open(1, A_PID, A, t + 50);
+  r.feed(t + 100, saslRealmLine('bob', 'evil', 900));
+  r.feed(t + 120, smFailLine(A_PID, 'bob@evil', A));
+  r.index.closed(1, t + 200, 'quit');
+  r.feed(t + 1100, saslRealmLine('bob', 'mx.example.org', 901));
+  r.feed(t + 1120, smFailLine(V_PID, 'bob', V));
+  r.c.tick(t + 20_000);
+  r.c.flush();
+  assert.equal(r.blamed(V).length, 1, 'V\'s one failed AUTH must count once, never twice');
+  assert.equal(r.blamed(A).length, 1);
+  assert.equal(r.c.stats.corroborated, 2);
+});
+
+test('pairing: a line naming no user takes none of several reports, so it cannot leave V\'s own line unpaired', () => {
+  const r = rig();
+  r.c.tick(T0);
+  const t = T0 + 400_000;
+  r.open(2, V_PID, V, t - 30_000);
+  r.open(1, A_PID, A, t + 50);
+  r.feed(t + 100, unknownUserLine(900));
+  r.feed(t + 120, smFailLine(A_PID, 'nosuch', A));
+  r.index.closed(1, t + 200, 'quit');
+  r.feed(t + 1100, pamFailLine('bob', 901));
+  r.feed(t + 1120, smFailLine(V_PID, 'bob', V));
+  for (let k = 2; k < 20; k++) r.c.tick(t + k * 1000);
+  r.c.flush();
+  assert.equal(r.blamed(V).length, 1, 'V\'s one failed AUTH must count once, never twice');
+  assert.equal(r.blamed(A).length, 1);
+});
+
+test('pairing: a sendmail line delivered late and out of order does not hide the report a SASL line is', () => {
+  const r = rig();
+  r.c.tick(T0);
+  const t = T0 + 400_000;
+  r.open(2, V_PID, V, t - 30_000);
+  // A's session is unknown to the index; its sendmail line stands alone but names A.
+  r.feed(t + 100, smFailLine(A_PID, 'admin', A));
+  r.feed(t - 15_000, smFailLine(22222, 'other', '198.51.100.7'));
+  r.feed(t + 100, saslLine('admin'));
+  r.c.tick(t + 3000);
+  r.c.flush();
+  assert.deepEqual(r.blamed(V), [], 'V must never be blamed for A\'s SASL failure');
+  assert.equal(r.c.stats.corroborated, 1);
+});
+
+// ---- PAM-only: RSET and the lost-session refusal ------------------------------------------
+
+test('PAM-only: RSET after MAIL never reopens a session that authenticated; an unauthenticated one only from the RSET on', () => {
+  const r = rig();
+  r.c.tick(T0);
+  const t = T0 + 400_000;
+  // V authenticated ({auth_authen} at MAIL), had its RCPT refused, and sent RSET.
+  r.open(2, V_PID, V, t);
+  r.index.mailIssued(2, t + 500, 'milter', true);
+  r.index.authReopened(2, t + 900);
+  for (let i = 0; i < 3; i++) {
+    r.feed(t + 1_200_000 + i * 3000, saslLine(`guess${i}`));
+    r.c.tick(t + 1_202_500 + i * 3000);
+  }
+  r.c.flush();
+  assert.deepEqual(r.blamed(V), [], 'a session that authenticated must never be blamed for a later SASL failure');
+
+  // W did MAIL without AUTH, then RSET at +60 s: a failure between the two is not W's.
+  const w = rig();
+  w.c.tick(T0);
+  w.open(3, A_PID, A, t);
+  w.index.mailIssued(3, t + 500);
+  w.feed(t + 30_000, saslLine('admin'));
+  w.index.authReopened(3, t + 60_000);
+  w.c.tick(t + 90_000);
+  w.c.flush();
+  assert.deepEqual(w.blamed(A), [], 'between MAIL and RSET no AUTH can fail in that session');
+});
+
+test('PAM-only: an open session lost to the index cap refuses attribution by time until its close is known', () => {
+  const r = rig({ maxSessions: 50 });
+  r.c.tick(T0);
+  const t = T0 + 400_000;
+  r.open(1, A_PID, A, t);
+  for (let i = 0; i < 60; i++) {
+    const at = t + 1000 + i * 100;
+    r.index.opened({ id: 100 + i, address: `198.51.100.${i + 1}`, pid: 20_000 + i, at });
+    r.index.closed(100 + i, at + 5, 'quit');
+  }
+  assert.equal(r.index.byQueue(qidOf(A_PID)), undefined, 'A\'s open session was pushed out');
+  // Two hours on (past maxOpen, which no longer ends milter sessions) A guesses.
+  const u = t + 7_200_000;
+  for (let s = t; s < u; s += 60_000) r.c.tick(s);
+  r.open(2, V_PID, V, u);
+  r.feed(u + 300, saslLine('admin'));
+  r.c.tick(u + 3000);
+  assert.deepEqual(r.blamed(V), [], 'V must never be blamed while a lost session may be the one');
+  assert.equal(r.c.stats.unattributed.index_overflow, 1);
+  // The milter reports A's close: the index is whole again, and time placement resumes.
+  r.index.closed(1, u + 4000, 'quit');
+  r.feed(u + 5000, saslLine('admin'));
+  r.c.tick(u + 8000);
+  r.c.flush();
+  assert.equal(r.blamed(V).length, 1, 'with the index whole, V alone was in its AUTH phase');
+});
