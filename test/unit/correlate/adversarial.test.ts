@@ -61,13 +61,19 @@ function rig(indexOptions: Partial<SessionIndexOptions> = {}, options: Partial<C
 
 type Rig = ReturnType<typeof rig>;
 
-/** 60 connect-and-quit sessions after `t`: past a 50-session cap, they push older ones out. */
-function floodOut(r: Rig, t: number): void {
+/** A's session opens at t, then 60 connect-and-quit sessions: past a 50-session cap they push A's out. */
+function withAPushedOut(): { r: Rig; t: number } {
+  const r = rig({ maxSessions: 50 });
+  r.c.tick(T0);
+  const t = T0 + 400_000;
+  r.open(1, A_PID, A, t);
   for (let i = 0; i < 60; i++) {
     const at = t + 1000 + i * 100;
     r.index.opened({ id: 100 + i, address: `198.51.100.${i + 1}`, pid: 20_000 + i, at });
     r.index.closed(100 + i, at + 5, 'quit');
   }
+  assert.equal(r.index.byQueue(qidOf(A_PID)), undefined, 'precondition: the flood pushed A\'s session out');
+  return { r, t };
 }
 
 /** The grace the s3 findings were made with: (b) guesses just after it. */
@@ -150,12 +156,7 @@ test('s3: A\'s session predates the start (catch-up backlog, or past startGraceM
 });
 
 test('s4: a connection flood evicts A\'s quiet session from the size-capped index; its SASL line still pairs with A', () => {
-  const r = rig({ maxSessions: 50 });
-  r.c.tick(T0);
-  const t = T0 + 400_000;
-  r.open(1, A_PID, A, t);
-  floodOut(r, t);
-  assert.equal(r.index.byQueue(qidOf(A_PID)), undefined, 'precondition: the flood evicted A\'s session');
+  const { r, t } = withAPushedOut();
   const u = t + 8000;
   r.open(2, V_PID, V, u);
   guess(r, u + 300, 'admin');
@@ -339,12 +340,7 @@ test('PAM-only: RSET after MAIL never reopens a session that authenticated; an u
 });
 
 test('PAM-only: an open session lost to the index cap refuses attribution by time until its close is known', () => {
-  const r = rig({ maxSessions: 50 });
-  r.c.tick(T0);
-  const t = T0 + 400_000;
-  r.open(1, A_PID, A, t);
-  floodOut(r, t);
-  assert.equal(r.index.byQueue(qidOf(A_PID)), undefined, 'A\'s open session was pushed out');
+  const { r, t } = withAPushedOut();
   // Two hours on (past maxOpen, which no longer ends milter sessions) A guesses.
   const u = t + 7_200_000;
   for (let s = t; s < u; s += 60_000) r.c.tick(s);
