@@ -145,6 +145,8 @@ export class Correlator {
    */
   private recentSendmail: Attempt[] = [];
   private recentHead = 0;
+  /** The same attempts by the user's name before any `@` ('' for none): a SASL line looks only at its own. */
+  private readonly recentByUser = new Map<string, Set<Attempt>>();
   private readonly noAddress = new Map<number, HeldNoAddress[]>();
   private noAddressCount = 0;
   private now = 0;
@@ -404,7 +406,7 @@ export class Correlator {
     }
     // A SASL line is decided at most holdMs after its time: older sendmail attempts pair with nothing.
     const horizon = this.now - this.opts.holdMs - this.opts.settleMs - this.opts.pairMs;
-    while (this.recentHead < this.recentSendmail.length && this.recentSendmail[this.recentHead]!.to < horizon) this.recentHead++;
+    while (this.recentHead < this.recentSendmail.length && this.recentSendmail[this.recentHead]!.to < horizon) this.dropOldestSendmail();
     if (this.recentHead > 1024 && this.recentHead * 2 > this.recentSendmail.length) {
       this.recentSendmail = this.recentSendmail.slice(this.recentHead);
       this.recentHead = 0;
@@ -510,10 +512,8 @@ export class Correlator {
     let bestExact = false;
     let bestGap = Infinity;
     let fits = 0;
-    // The whole list (bounded by time and count): inputs can deliver lines out of order.
-    for (let i = this.recentHead; i < this.recentSendmail.length; i++) {
-      const a = this.recentSendmail[i]!;
-      if (a.classes.has('sasl') || obs.from > a.to + pair || a.from > obs.to + pair || !sameUser(a.user, obs.user)) continue;
+    const consider = (a: Attempt): void => {
+      if (a.classes.has('sasl') || obs.from > a.to + pair || a.from > obs.to + pair || !sameUser(a.user, obs.user)) return;
       fits++;
       const exact = a.user !== undefined && a.user === obs.user;
       const gap = Math.abs(a.to - obs.to);
@@ -522,14 +522,33 @@ export class Correlator {
         bestExact = exact;
         bestGap = gap;
       }
+    };
+    // Every attempt kept (bounded by time and count), not only the newest: inputs can deliver
+    // lines out of order. A named user can only be one of its own name's, or of none.
+    if (obs.user === undefined) {
+      for (let i = this.recentHead; i < this.recentSendmail.length; i++) consider(this.recentSendmail[i]!);
+    } else {
+      for (const key of [localPart(obs.user), '']) this.recentByUser.get(key)?.forEach(consider);
     }
     return obs.user === undefined && fits > 1 ? 'one of several' : best;
   }
 
   private rememberSendmail(a: Attempt): void {
     this.recentSendmail.push(a);
+    const key = a.user === undefined ? '' : localPart(a.user);
+    const bucket = this.recentByUser.get(key);
+    if (bucket) bucket.add(a);
+    else this.recentByUser.set(key, new Set([a]));
     // Bounded by time (step() drops what no line can pair with any more) and by count.
-    if (this.recentSendmail.length - this.recentHead > this.opts.maxHeld) this.recentHead++;
+    if (this.recentSendmail.length - this.recentHead > this.opts.maxHeld) this.dropOldestSendmail();
+  }
+
+  private dropOldestSendmail(): void {
+    const a = this.recentSendmail[this.recentHead++]!;
+    const key = a.user === undefined ? '' : localPart(a.user);
+    const bucket = this.recentByUser.get(key);
+    bucket?.delete(a);
+    if (bucket?.size === 0) this.recentByUser.delete(key);
   }
 
   private attach(s: Session, obs: Observation): void {
@@ -620,12 +639,14 @@ function userAt(user: string, realm: string): string {
   return realm === '' || user.includes('@') ? user : `${user}@${realm}`;
 }
 
+/** A user name without its realm. */
+function localPart(user: string): string {
+  const i = user.indexOf('@');
+  return i < 0 ? user : user.slice(0, i);
+}
+
 function sameUser(a: string | undefined, b: string | undefined): boolean {
   if (a === undefined || b === undefined || a === b) return true;
-  const at = (x: string): string => {
-    const i = x.indexOf('@');
-    return i < 0 ? x : x.slice(0, i);
-  };
   // One side may carry the realm and the other not.
-  return (a.includes('@') !== b.includes('@')) && at(a) === at(b);
+  return (a.includes('@') !== b.includes('@')) && localPart(a) === localPart(b);
 }
