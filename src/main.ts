@@ -133,12 +133,11 @@ export async function startDaemon(cfg: Config, logger: Logger): Promise<Daemon> 
     },
     onMail(session, _sender, _args, auth) {
       if (session.queueId) index.queueIdChanged(session.id, session.queueId);
-      // {auth_authen} at MAIL: this client has authenticated; no RSET lets it fail an AUTH again.
-      index.mailIssued(session.id, Date.now(), 'milter', auth.authAuthen !== undefined);
+      // {auth_authen} at MAIL: this client has authenticated and can fail no AUTH any more.
+      // Without it, MAIL ends nothing: an RSET (which the milter never sees) or the end of the
+      // message lets the client try AUTH again.
+      if (auth.authAuthen !== undefined) index.authenticated(session.id, Date.now());
       return CONTINUE;
-    },
-    onAbort(session) {
-      index.authReopened(session.id, Date.now());
     },
     onClose(session, reason) {
       index.closed(session.id, Date.now(), reason);

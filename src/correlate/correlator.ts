@@ -3,10 +3,13 @@
  * authentication attempt, each with the session and the lines that prove it.
  *
  * - sendmail lines carry the session's pid and queue id: they join by key.
- * - saslauthd / pam_unix lines carry no address: they are attributed to the one session in
- *   its AUTH phase during the attempt, or, when several could match, held until a later line
- *   decides (that session's own sendmail `AUTH failure` line, a close that leaves one
- *   candidate), else counted as ambiguous. Never the nearest line, never a line-count window.
+ * - saslauthd / pam_unix lines carry no address. One that sendmail also reported is that
+ *   report's attempt. Otherwise it is attributed to the one session in its AUTH phase during
+ *   the attempt (connected and not yet seen authenticated: MAIL ends nothing, since an RSET
+ *   the milter never sees lets the client AUTH again), or, when several could match, held
+ *   until a later line decides (that session's own sendmail `AUTH failure` line, a close that
+ *   leaves one candidate), else counted as ambiguous. Never the nearest line, never a
+ *   line-count window.
  * - One attempt seen by several sources (sendmail, saslauthd, pam_unix) gives one failure:
  *   lines of a session are paired by time and user into attempts, and each attempt has the
  *   key `SESSION#n`.

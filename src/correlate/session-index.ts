@@ -42,12 +42,11 @@ export interface Session {
   readonly openedAt: number;
   queueIds: string[];
   /**
-   * Spans in which the session could not be authenticating: from MAIL (milter) or a logged AUTH
-   * success to an RSET that dropped the transaction (open-ended: Infinity). Oldest first.
+   * When the client was seen authenticated ({auth_authen} at MAIL, or sendmail's AUTH success
+   * line): no AUTH can fail in this session after it. MAIL alone ends nothing: after an RSET
+   * (which the milter never sees) or a finished message the client may try AUTH again.
    */
-  noAuth: [from: number, to: number][];
-  /** AUTH succeeded: no later AUTH can fail in this session, whatever RSET does. */
-  authenticated?: true;
+  authEndedAt?: number;
   closedAt?: number;
   closeReason?: string;
 }
@@ -75,8 +74,6 @@ export const DEFAULT_SESSION_INDEX_OPTIONS: SessionIndexOptions = {
 
 /** A sendmail session keeps at most this many queue ids (RSET / HELO give new ones). */
 const MAX_QUEUE_IDS = 16;
-/** A session keeps at most this many no-AUTH spans (dropping the oldest only adds candidates). */
-const MAX_NO_AUTH_SPANS = 16;
 
 /** How often (index clock) expiry runs on its own, without a query. */
 const EXPIRE_EVERY_MS = 1000;
@@ -143,7 +140,6 @@ export class SessionIndex {
       address: ev.address ?? null,
       openedAt: ev.at,
       queueIds: [],
-      noAuth: [],
       ...(ev.port !== undefined ? { port: ev.port } : {}),
       ...(ev.pid !== undefined ? { pid: ev.pid } : {}),
     };
@@ -163,12 +159,10 @@ export class SessionIndex {
     if (s) this.addQueueId(s, queueId);
   }
 
-  /** MAIL: no AUTH in this session until an RSET drops the transaction; for good if `authenticated`. */
-  mailIssued(id: number | string, at: number, origin: SessionOrigin = 'milter', authenticated = false): void {
+  /** The client is seen authenticated (the milter's {auth_authen}): its AUTH phase is over. */
+  authenticated(id: number | string, at: number, origin: SessionOrigin = 'milter'): void {
     const s = this.byRef.get(`${origin}:${id}`);
-    if (!s) return;
-    if (authenticated) s.authenticated = true;
-    this.endAuth(s, at);
+    if (s) this.authSucceeded(s, at);
   }
 
   closed(id: number | string, at: number, reason: string, origin: SessionOrigin = 'milter'): Session | undefined {
@@ -179,34 +173,10 @@ export class SessionIndex {
     return s;
   }
 
-  /**
-   * The MTA dropped the transaction MAIL began (RSET): a client that has not authenticated may
-   * try AUTH again, so from `at` on the session is a candidate once more.
-   */
-  authReopened(id: number | string, at: number, origin: SessionOrigin = 'milter'): void {
-    this.advance(at);
-    const s = this.byRef.get(`${origin}:${id}`);
-    const last = s?.noAuth[s.noAuth.length - 1];
-    if (s && !s.authenticated && last && last[1] === Infinity && at >= last[0]) last[1] = at;
-  }
-
-  /** sendmail logged the session's AUTH success: its AUTH phase is over for good. */
+  /** The session's AUTH succeeded (milter or sendmail's log line): its AUTH phase is over. */
   authSucceeded(s: Session, at: number): void {
-    s.authenticated = true;
-    this.endAuth(s, at);
-  }
-
-  /** Marks the end of a session's AUTH phase (MAIL issued, or AUTH succeeded). */
-  private endAuth(s: Session, at: number): void {
     this.advance(at);
-    const last = s.noAuth[s.noAuth.length - 1];
-    if (last && last[1] === Infinity) {
-      // Already ended: an earlier end (lines out of order) only widens the span.
-      if (at < last[0]) last[0] = at;
-      return;
-    }
-    s.noAuth.push([at, Infinity]);
-    if (s.noAuth.length > MAX_NO_AUTH_SPANS) s.noAuth.shift();
+    if (s.authEndedAt === undefined || at < s.authEndedAt) s.authEndedAt = at;
   }
 
   close(s: Session, at: number, reason: string): void {
@@ -255,7 +225,7 @@ export class SessionIndex {
     const test = (s: Session): void => {
       if (s.openedAt > from + openSlackMs + skewMs) return;
       if (s.closedAt !== undefined && s.closedAt < to - skewMs) return;
-      if (s.noAuth.some(([a, b]) => a < to - skewMs && to + skewMs < b)) return;
+      if (s.authEndedAt !== undefined && s.authEndedAt < to - skewMs) return;
       out.push(s);
     };
     for (const s of this.open) test(s);

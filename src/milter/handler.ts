@@ -56,8 +56,6 @@ export interface MilterHandler {
   onHelo?(session: SessionView, helo: string): MaybeAsync<Verdict>;
   onMail?(session: SessionView, sender: string, args: readonly string[], auth: AuthMacros): MaybeAsync<Verdict>;
   onRcpt?(session: SessionView, recipient: string, args: readonly string[]): MaybeAsync<Verdict>;
-  /** Notification only (no reply goes back): the MTA dropped the message begun by MAIL (RSET). */
-  onAbort?(session: SessionView): void;
   /** Notification only: no reply goes back for a close. */
   onClose?(session: SessionView, reason: CloseReason): void;
 }

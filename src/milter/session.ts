@@ -271,15 +271,6 @@ export class MilterConnection {
         return;
       case 'abort':
         s.macros.clearMessage();
-        if (s.mailIssued) {
-          s.mailIssued = false;
-          if (s.delivered) this.notify('onAbort', () => this.opts.handler.onAbort?.(s));
-        }
-        return;
-      case 'eob':
-        // The message is done: an RSET after it drops no transaction begun by MAIL.
-        s.mailIssued = false;
-        if (needsReply(item.code, this.protocol)) this.send(CONTINUE_FRAME, 'continue', item.at);
         return;
       case 'quit':
         this.shutdown('quit');
@@ -290,7 +281,7 @@ export class MilterConnection {
         this.state = new SessionState();
         return;
       default:
-        // data, header, eoh, body, unknown: nothing for authban to decide.
+        // data, header, eoh, body, eob, unknown: nothing for authban to decide.
         if (needsReply(item.code, this.protocol)) this.send(CONTINUE_FRAME, 'continue', item.at);
     }
   }
@@ -412,16 +403,12 @@ export class MilterConnection {
     if (this.opts.logger.isLevelEnabled('debug')) {
       this.opts.logger.debug({ session: s.id, remote: this.describeRemote(), reason }, 'milter session end');
     }
-    if (s.delivered) this.notify('onClose', () => this.opts.handler.onClose?.(s, reason));
-  }
-
-  /** Runs a notification handler (no reply owed): a throw is logged and counted, never fatal. */
-  private notify(what: 'onAbort' | 'onClose', run: () => void): void {
+    if (!s.delivered || !this.opts.handler.onClose) return;
     try {
-      run();
+      this.opts.handler.onClose(s, reason);
     } catch (err) {
       this.opts.metrics?.handlerErrors.inc();
-      this.opts.logger.error({ session: this.state.id, err }, `milter ${what} handler failed`);
+      this.opts.logger.error({ session: s.id, err }, 'milter onClose handler failed');
     }
   }
 }

@@ -376,6 +376,25 @@ export class Stack {
     return { code, lines: p.lines, ...parseSwaks(p.lines) };
   }
 
+  /**
+   * One scripted SMTP session (test/e2e/smtp-steps.mjs) inside the namespace: `steps` are
+   * commands, or pauses. Resolves with the replies, in order; at most 120 s.
+   */
+  async smtpSteps(from: string, steps: readonly (string | { readonly sleepMs: number })[]): Promise<string[]> {
+    const n = ++this.swaksCount;
+    const spec = JSON.stringify({ host: '127.0.0.1', port: SMTP_PORT, from, steps });
+    const p = this.spawn(`smtp-steps-${n}`, [...this.namespace.enter(REPO_ROOT), process.execPath, 'test/e2e/smtp-steps.mjs', spec]);
+    const timer = setTimeout(() => void p.stop(1000), 120_000);
+    await p.finished;
+    clearTimeout(timer);
+    return p.lines.map((l) => l.text).filter((t) => t.startsWith('S: ')).map((t) => t.slice(3));
+  }
+
+  /** AUTH PLAIN with the test user and a given password, as one command line. */
+  authPlain(password: string): string {
+    return `AUTH PLAIN ${Buffer.from(`\0${this.testUser.name}\0${password}`).toString('base64')}`;
+  }
+
   /** Files the local mailer wrote: one per delivered message. */
   delivered(): string[] {
     return readdirSync(join(this.dir, 'mbox'));

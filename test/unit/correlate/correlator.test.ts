@@ -271,11 +271,11 @@ test('dovecot failures carry their own address and pass through', () => {
   assert.deepEqual([out[0]!.address, out[0]!.source, out[0]!.service], ['2001:db8::5', 'dovecot', 'imap']);
 });
 
-test('a session past MAIL is no candidate; a SASL failure for another service is not SMTP', () => {
+test('a session seen authenticated is no candidate; a SASL failure for another service is not SMTP', () => {
   const { c, out, open, index, feed, unresolved } = setup();
   open(1, 44001, '203.0.113.17', sec(0));
   open(2, 44002, '198.51.100.80', sec(0));
-  index.mailIssued(2, sec(2));
+  index.authenticated(2, sec(2));
   feed(sasl(5, sec(6)));
   feed({ ...(sasl(5, sec(7)) as Extract<LogRecord, { kind: 'saslauthd-failure' }>), service: 'imap' });
   c.flush();

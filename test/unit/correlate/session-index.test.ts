@@ -28,12 +28,12 @@ test('closed sessions stay findable for retainClosed, then are gone', () => {
   assert.equal(idx.byPidAt(500, T0 + 1000, 1000), undefined);
 });
 
-test('AUTH phase: opened before, not closed and no MAIL before the interval', () => {
+test('AUTH phase: opened before, not closed and not authenticated before the interval', () => {
   const idx = new SessionIndex();
   idx.opened({ id: 1, address: '203.0.113.3', at: T0 });
   idx.opened({ id: 2, address: '203.0.113.4', at: T0 + 10_000 });
   idx.opened({ id: 3, address: '203.0.113.5', at: T0 });
-  idx.mailIssued(3, T0 + 3000);
+  idx.authenticated(3, T0 + 3000);
   const at = (from: number, to: number) => idx.authPhaseDuring(T0 + from, T0 + to, 1000, 0).map((s) => s.address).sort();
   assert.deepEqual(at(2000, 2000), ['203.0.113.3', '203.0.113.5']);
   assert.deepEqual(at(5000, 5000), ['203.0.113.3']);
