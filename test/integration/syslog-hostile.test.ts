@@ -108,7 +108,7 @@ test('syslog receiver: connections beyond maxConnections are counted, and warned
 
 test('syslog receiver: a connection that sends no whole message is closed early; one that did is kept', async (t) => {
   const { rx, lines, metrics } = await startReceiver(t, {
-    listen: [{ kind: 'tcp', host: '127.0.0.1', port: 0 }], firstMessageTimeoutMs: 100, idleTimeoutMs: 60_000,
+    listen: [{ kind: 'tcp', host: '127.0.0.1', port: 0 }], firstMessageTimeoutMs: 500, idleTimeoutMs: 60_000,
   });
   const port = tcpPort(rx);
   const talker = connect(port, '127.0.0.1');
@@ -124,7 +124,7 @@ test('syslog receiver: a connection that sends no whole message is closed early;
   silent.write('<13>Nov 25 17:35:00 vm sendmail[1]: never fini');
   await waitFor(() => silentClosed, 5000, 'the silent connection closed');
   // The talker's idle timeout is a minute; three first-message timeouts later it is still open.
-  await sleep(300);
+  await sleep(1500);
   assert.equal(talkerClosed, false);
   talker.write('<13>Nov 25 17:35:01 vm sendmail[1]: again\n');
   await waitFor(() => lines.length === 2, 5000, 'second message');
