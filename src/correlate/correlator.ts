@@ -429,14 +429,9 @@ export class Correlator {
     // sendmail's own line for this attempt names its session (by queue id, pid and address):
     // that beats any reading of who was connected when.
     const reported = this.reportedBySendmail(obs);
-    if (reported === 'one of several') {
-      // Counted already, whichever it was; taking one would leave another's own line unpaired.
-      this.stats.corroborated++;
-      this.deps.metrics?.corroborated.inc({ source: obs.source });
-      return true;
-    }
     if (reported) {
-      this.corroborate(reported, obs);
+      // 'one of several': counted already, whichever it was; taking one would leave another's own line unpaired.
+      this.corroborate(reported === 'one of several' ? undefined : reported, obs);
       return true;
     }
     const candidates = this.index.authPhaseDuring(obs.from, obs.to, this.opts.openSlackMs, this.opts.skewMs);
@@ -496,9 +491,9 @@ export class Correlator {
     return undefined;
   }
 
-  /** `obs` is another source's report of attempt `a`: counted once, already. */
-  private corroborate(a: Attempt, obs: Observation): void {
-    a.classes.add(obs.cls);
+  /** `obs` is another source's report of attempt `a` (or of one of several): counted once, already. */
+  private corroborate(a: Attempt | undefined, obs: Observation): void {
+    a?.classes.add(obs.cls);
     this.stats.corroborated++;
     this.deps.metrics?.corroborated.inc({ source: obs.source });
   }

@@ -267,7 +267,7 @@ export class SessionIndex {
     return this.evictedOpen.size;
   }
 
-  /** Drops closed sessions past retention and closes sessions open beyond maxOpen. */
+  /** Drops closed sessions past retention and closes log-made sessions open beyond maxOpen. */
   expire(): void {
     const retainMs = this.opts.retainClosed * 1000;
     while (this.closedHead < this.closedQueue.length) {
