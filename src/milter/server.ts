@@ -5,6 +5,7 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { refusalWarner } from '../core/refusal-warner.js';
 import { clearStaleSocket } from '../core/unix-socket.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './frame-decoder.js';
 import type { MilterHandler, Verdict } from './handler.js';
@@ -130,8 +131,11 @@ export class MilterServer {
   private sessionOptions: SessionOptions;
   private closing: Promise<void> | undefined;
   private drained: (() => void) | undefined;
-  private refusedSinceWarning = 0;
-  private lastRefusalWarningAt = -Infinity;
+  /** Refusals over all listeners share one warning cadence. */
+  private readonly warnRefused = refusalWarner(DROP_WARNING_INTERVAL_MS, (refused, spec: ListenSpec) => this.opts.logger.warn(
+    { listen: formatListenSpec(spec), refused, maxConnections: this.opts.maxConnections },
+    'milter listener at maxConnections: connections refused since the last warning',
+  ));
 
   private constructor(private opts: MilterServerOptions) {
     this.sessionOptions = MilterServer.sessionOptionsOf(opts);
@@ -246,7 +250,10 @@ export class MilterServer {
     if (spec.kind === 'unix') await clearStaleSocket(spec.path, 'milter');
     const server = createServer((socket) => this.accept(socket, spec));
     server.maxConnections = this.opts.maxConnections;
-    server.on('drop', () => this.refused(spec));
+    server.on('drop', () => {
+      this.opts.metrics?.connectionsDropped.labels('max_connections').inc();
+      this.warnRefused(spec);
+    });
     await listen(server, spec);
     server.on('error', (err) => this.opts.logger.error({ err, listen: formatListenSpec(spec) }, 'milter listener error'));
     if (spec.kind !== 'unix') return { spec, server };
@@ -257,20 +264,6 @@ export class MilterServer {
       server.close();
       throw err;
     }
-  }
-
-  /** One warning per interval, with the count since the last: a connect loop must not flood the log. */
-  private refused(spec: ListenSpec): void {
-    this.opts.metrics?.connectionsDropped.labels('max_connections').inc();
-    this.refusedSinceWarning++;
-    const now = Date.now();
-    if (now - this.lastRefusalWarningAt < DROP_WARNING_INTERVAL_MS) return;
-    this.lastRefusalWarningAt = now;
-    this.opts.logger.warn(
-      { listen: formatListenSpec(spec), refused: this.refusedSinceWarning, maxConnections: this.opts.maxConnections },
-      'milter listener at maxConnections: connections refused since the last warning',
-    );
-    this.refusedSinceWarning = 0;
   }
 
   private accept(socket: Socket, spec: ListenSpec): void {

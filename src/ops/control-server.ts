@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { refusalWarner } from '../core/refusal-warner.js';
 import { clearStaleSocket } from '../core/unix-socket.js';
 
 /** One request on the control socket: a JSON object on one line. */
@@ -19,6 +20,8 @@ export type ControlDispatch = (req: ControlRequest) => Promise<unknown>;
 export class ControlUsageError extends Error {}
 
 const MAX_REQUEST_BYTES = 64 * 1024;
+/** Refused connections are warned about at most once a second, with the count since the last warning. */
+const REFUSAL_WARNING_INTERVAL_MS = 1000;
 
 export interface ControlServerOptions {
   /** A connection silent this long (no request, no answer going out) is closed. */
@@ -89,16 +92,11 @@ export async function startControlServer(
   }
 
   server.maxConnections = opts.maxConnections;
-  let refusedSince = 0;
-  server.on('drop', () => {
-    // One warning per burst: a client looping on connect must not flood the log.
-    if (refusedSince++ === 0) {
-      setTimeout(() => {
-        logger.warn({ event: 'control_connections_refused', count: refusedSince, max: opts.maxConnections }, `control socket: ${refusedSince} connections refused (at most ${opts.maxConnections} at once)`);
-        refusedSince = 0;
-      }, 1000).unref();
-    }
-  });
+  const warnRefused = refusalWarner(REFUSAL_WARNING_INTERVAL_MS, (count) => logger.warn(
+    { event: 'control_connections_refused', count, max: opts.maxConnections },
+    `control socket: ${count} connections refused (at most ${opts.maxConnections} at once)`,
+  ));
+  server.on('drop', () => warnRefused(undefined));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {

@@ -14,6 +14,7 @@ import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { isLoopback, parseAddress } from '../../core/address.js';
+import { refusalWarner } from '../../core/refusal-warner.js';
 import { clearStaleSocket } from '../../core/unix-socket.js';
 import type { LogsMetrics, SourceKind } from '../metrics.js';
 import type { SourceLine } from '../records.js';
@@ -247,19 +248,13 @@ export class SyslogReceiver {
     if (l.kind === 'unix') await clearStaleSocket(l.path, 'syslog unix listener');
     const server = createServer((conn) => this.accept(conn, kind));
     server.maxConnections = this.opts.maxConnections;
-    let refused = 0;
-    let lastWarningAt = -Infinity;
+    const warnRefused = refusalWarner(DROP_WARNING_INTERVAL_MS, (refused) => this.deps.logger?.warn(
+      { source: kind, refused, maxConnections: this.opts.maxConnections },
+      'syslog stream listener at maxConnections: connections refused since the last warning',
+    ));
     server.on('drop', () => {
       this.deps.metrics?.sourceErrors.inc({ source: kind });
-      refused++;
-      const now = Date.now();
-      if (now - lastWarningAt < DROP_WARNING_INTERVAL_MS) return;
-      lastWarningAt = now;
-      this.deps.logger?.warn(
-        { source: kind, refused, maxConnections: this.opts.maxConnections },
-        'syslog stream listener at maxConnections: connections refused since the last warning',
-      );
-      refused = 0;
+      warnRefused(undefined);
     });
     server.on('error', (err) => {
       this.deps.metrics?.sourceErrors.inc({ source: kind });
