@@ -148,7 +148,7 @@ export class Correlator {
    */
   private recentSendmail: Attempt[] = [];
   private recentHead = 0;
-  /** The same attempts by the user's name before any `@` ('' for none): a SASL line looks only at its own. */
+  /** The same attempts by userKey: a SASL line looks only at its own user's, and at those naming none. */
   private readonly recentByUser = new Map<string, Set<Attempt>>();
   private readonly noAddress = new Map<number, HeldNoAddress[]>();
   private noAddressCount = 0;
@@ -526,14 +526,14 @@ export class Correlator {
     if (obs.user === undefined) {
       for (let i = this.recentHead; i < this.recentSendmail.length; i++) consider(this.recentSendmail[i]!);
     } else {
-      for (const key of [localPart(obs.user), '']) this.recentByUser.get(key)?.forEach(consider);
+      for (const key of [userKey(obs.user), userKey(undefined)]) this.recentByUser.get(key)?.forEach(consider);
     }
     return obs.user === undefined && fits > 1 ? 'one of several' : best;
   }
 
   private rememberSendmail(a: Attempt): void {
     this.recentSendmail.push(a);
-    const key = a.user === undefined ? '' : localPart(a.user);
+    const key = userKey(a.user);
     const bucket = this.recentByUser.get(key);
     if (bucket) bucket.add(a);
     else this.recentByUser.set(key, new Set([a]));
@@ -543,7 +543,7 @@ export class Correlator {
 
   private dropOldestSendmail(): void {
     const a = this.recentSendmail[this.recentHead++]!;
-    const key = a.user === undefined ? '' : localPart(a.user);
+    const key = userKey(a.user);
     const bucket = this.recentByUser.get(key);
     bucket?.delete(a);
     if (bucket?.size === 0) this.recentByUser.delete(key);
@@ -560,7 +560,7 @@ export class Correlator {
       st = { attempts: [], count: 0 };
       this.sessions.set(s, st);
     }
-    const a: Attempt = { n: ++st.count, from: obs.from, to: obs.to, classes: new Set([obs.cls]), ...(obs.user !== undefined ? { user: obs.user } : {}) };
+    const a = attemptOf(++st.count, obs);
     st.attempts.push(a);
     if (obs.cls === 'sendmail') this.rememberSendmail(a);
     if (st.attempts.length > this.opts.maxAttemptsPerSession) st.attempts.shift();
@@ -594,7 +594,7 @@ export class Correlator {
     // Keys of a queue id only matter while that session lasts: the LRU keeps the map small.
     const n = (this.detached.get(base) ?? 0) + 1;
     this.detached.set(base, n);
-    this.rememberSendmail({ n, from: obs.from, to: obs.to, classes: new Set([obs.cls]), ...(obs.user !== undefined ? { user: obs.user } : {}) });
+    this.rememberSendmail(attemptOf(n, obs));
     this.emit({
       address,
       ...(obs.user !== undefined ? { user: obs.user } : {}),
@@ -641,6 +641,16 @@ function userAt(user: string, realm: string): string {
 function localPart(user: string): string {
   const i = user.indexOf('@');
   return i < 0 ? user : user.slice(0, i);
+}
+
+/** Attempts whose users sameUser() could match share this key ('' for an attempt naming none). */
+function userKey(user: string | undefined): string {
+  return user === undefined ? '' : localPart(user);
+}
+
+/** A new attempt, the nth of its session (or queue id), as `obs` reports it. */
+function attemptOf(n: number, obs: Observation): Attempt {
+  return { n, from: obs.from, to: obs.to, classes: new Set([obs.cls]), ...(obs.user !== undefined ? { user: obs.user } : {}) };
 }
 
 function sameUser(a: string | undefined, b: string | undefined): boolean {

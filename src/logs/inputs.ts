@@ -185,13 +185,13 @@ export class LogInputs {
     this.cfg = { ...this.cfg, files: next.files, timezone: next.timezone };
     // The syslog receiver and the journal change independently: one failing leaves the other's
     // change applied, and itself as it was, serving.
-    const errors: Error[] = [];
+    let syslogFailure: unknown;
     if (!same(next.syslog, this.cfg.syslog)) {
       try {
         this.receiver = await this.replaceReceiver(next.syslog);
         this.cfg = { ...this.cfg, syslog: next.syslog };
       } catch (e) {
-        errors.push(e as Error);
+        syslogFailure = e;
       }
     }
     if (!same(next.journal, this.cfg.journal)) {
@@ -204,7 +204,7 @@ export class LogInputs {
       }
       this.cfg = { ...this.cfg, journal: next.journal };
     }
-    if (errors.length > 0) throw errors[0];
+    if (syslogFailure !== undefined) throw syslogFailure;
     this.deps.logger.info({ event: 'listening', what: 'logs', ...this.describe() }, 'log inputs ready');
   }
 
